@@ -1,0 +1,44 @@
+"""trainctl: training control as pure, resumable state machines.
+
+Policies (early stopping, plateau learning-rate reduction, a NaN guard, checkpoint retention) take
+metric dicts and return decisions that explain themselves; a :class:`Controller` composes them
+behind ``decision = ctl.step(metrics)``; thin adapters in ``trainctl.adapters`` carry the decisions
+out in Keras, PyTorch and Lightning. ``import trainctl`` imports no ML framework.
+"""
+
+from ._controller import Controller, ControllerStatistics, simulate
+from ._decisions import Decision, Reason, SaveRequest
+from ._early_stopping import EarlyStopping, EarlyStoppingDecision, EarlyStoppingState
+from ._monitor import Comparison, MetricNotFoundError, infer_direction, read_metric
+from ._nan import NaNDecision, NaNState, TerminateOnNaN
+from ._plateau import PlateauDecision, PlateauState, ReduceLROnPlateau
+from ._policy import Observation, Policy
+from ._state import StateError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Comparison",
+    "Controller",
+    "ControllerStatistics",
+    "Decision",
+    "EarlyStopping",
+    "EarlyStoppingDecision",
+    "EarlyStoppingState",
+    "MetricNotFoundError",
+    "NaNDecision",
+    "NaNState",
+    "Observation",
+    "PlateauDecision",
+    "PlateauState",
+    "Policy",
+    "Reason",
+    "ReduceLROnPlateau",
+    "SaveRequest",
+    "StateError",
+    "TerminateOnNaN",
+    "__version__",
+    "infer_direction",
+    "read_metric",
+    "simulate",
+]

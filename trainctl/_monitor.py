@@ -1,0 +1,280 @@
+"""The monitored quantity: which metric, which direction, what counts as an improvement.
+
+Theory of operation
+-------------------
+A policy that watches a metric (early stopping, plateau, checkpoint ranking) holds a
+:class:`Comparison`: the resolved direction (``"min"`` or ``"max"``) and the arithmetic that decides
+whether ``current`` improves on ``best``. The frameworks disagree in ways that change results, so
+every difference is an explicit field:
+
+===================  =========================  ==========================  =======================
+rule                 Keras 3                    torch ReduceLROnPlateau     Lightning EarlyStopping
+===================  =========================  ==========================  =======================
+threshold_mode       ``abs`` (min_delta)        ``rel`` default, or ``abs``  ``abs`` (min_delta)
+delta_applies_to     ``current``:               ``best``:                   ``current``
+                     ``current + d < best``     ``current < best - d``
+                                                ``current < best*(1-d)``
+precision            ``float32`` (ops.less on   ``float64`` (Python floats) ``float32`` (tensors)
+                     float32 tensors)
+strictness           strict                     strict                      strict
+===================  =========================  ==========================  =======================
+
+(shown for ``min``; ``max`` mirrors it). ``delta_applies_to`` only changes the last bit of rounding,
+but that bit decides ties, and parity means the same decision on every input. With
+``precision="float32"`` both sides of the final comparison are rounded to float32 after the
+float64 arithmetic, which is what Keras does (it subtracts in Python, then compares float32
+tensors) and what Lightning does for float32-representable metric values.
+
+NaN never improves on anything and nothing improves on a NaN best; a policy decides separately
+whether its very first value counts as an improvement without a comparison (Keras) or is compared
+with ``+inf`` / ``-inf`` (torch, Lightning).
+
+``mode="auto"`` decides from the metric's name (see :func:`infer_direction`); an unknown name is an
+error that tells the user to pass ``mode``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import attrs
+import numpy as np
+
+from ._validation import ge, one_of
+
+__all__ = [
+    "Comparison",
+    "Direction",
+    "MetricNotFoundError",
+    "coerce_metric",
+    "infer_direction",
+    "read_metric",
+]
+
+Direction = Literal["min", "max"]
+Mode = Literal["min", "max", "auto"]
+ThresholdMode = Literal["abs", "rel"]
+DeltaAppliesTo = Literal["current", "best"]
+Precision = Literal["float64", "float32"]
+
+MODES: tuple[str, ...] = ("min", "max", "auto")
+
+
+class MetricNotFoundError(LookupError, RuntimeError):
+    """A monitored metric is missing from the metrics of a round and the policy is ``strict``.
+
+    It is a ``LookupError`` (the key is absent) and a ``RuntimeError`` (what Lightning raises).
+    """
+
+
+# Names are split into lowercase word tokens; a token (or a known multi-word suffix) decides.
+_MAX_TOKENS = frozenset(
+    {
+        "acc", "accuracy", "auc", "auroc", "auprc", "ap", "map", "precision", "recall", "f1",
+        "fbeta", "f1score", "iou", "miou", "jaccard", "dice", "r2", "bleu", "rouge", "meteor",
+        "psnr", "ssim", "ndcg", "mrr", "hit", "hits", "hitrate", "top1", "top5", "correlation",
+        "pearson", "spearman", "kappa", "mcc", "reward", "return", "score", "similarity",
+        "specificity", "sensitivity", "tpr", "tnr", "ppv", "npv", "cosinesimilarity",
+    }
+)
+_MIN_TOKENS = frozenset(
+    {
+        "loss", "error", "err", "mse", "mae", "rmse", "mape", "msle", "rmsle", "nll", "ce",
+        "crossentropy", "perplexity", "ppl", "wer", "cer", "ter", "fpr", "fnr", "kld", "kl",
+        "divergence", "hinge", "huber", "logcosh", "distance", "regret", "cost", "fid", "lpips",
+        "bpd", "bpc", "entropy",
+    }
+)
+_PREFIXES = ("val_", "train_", "test_", "valid_", "validation_", "eval_")
+_SPLIT = re.compile(r"[^0-9a-z]+")
+
+
+def infer_direction(metric: str) -> Direction:
+    """Decide ``"min"`` or ``"max"`` from a metric's name, or raise ``ValueError``.
+
+    The name is lowercased, a split prefix such as ``val_`` or ``val/`` is dropped, and the name is
+    cut into word tokens. A token meaning "higher is better" (accuracy, acc, auc, precision,
+    recall, f1, iou, dice, bleu, psnr, ...) gives ``"max"``; one meaning "lower is better" (loss,
+    error, mse, mae, perplexity, wer, ...) gives ``"min"``. When tokens of both kinds appear, the
+    last one wins (``accuracy_error`` is an error, ``loss_auc`` an AUC): names end with the
+    quantity. A name with neither is ambiguous and raises.
+
+    >>> infer_direction("val_loss"), infer_direction("val/acc"), infer_direction("top_k_accuracy")
+    ('min', 'max', 'max')
+    """
+    name = metric.lower()
+    for sep in ("/", "."):
+        head, _, tail = name.partition(sep)
+        if tail and head in {"val", "train", "test", "valid", "validation", "eval"}:
+            name = tail
+    for prefix in _PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    tokens = [t for t in _SPLIT.split(name) if t]
+    verdict: Direction | None = None
+    for token in tokens:
+        bare = token.rstrip("0123456789") or token  # "f1" stays "f1"; "acc5" -> "acc"
+        if token in _MAX_TOKENS or bare in _MAX_TOKENS:
+            verdict = "max"
+        elif token in _MIN_TOKENS or bare in _MIN_TOKENS:
+            verdict = "min"
+    if verdict is None:
+        raise ValueError(
+            f"cannot infer whether metric {metric!r} should be minimised or maximised from its "
+            "name; pass mode='min' or mode='max'"
+        )
+    return verdict
+
+
+def _to_f32(x: float) -> float:
+    return float(np.float32(x))
+
+
+def _abs_float(value: object) -> float:
+    return abs(float(value))  # type: ignore[arg-type]  # validated by the field validator
+
+
+@attrs.frozen(kw_only=True)
+class Comparison:
+    """How ``current`` is judged against ``best`` (see the module's table).
+
+    Parameters:
+        direction: ``"min"`` (lower is better) or ``"max"``.
+        delta: ``min_delta`` / ``threshold``, taken as an absolute value (Keras takes ``abs``).
+        threshold_mode: ``"abs"`` (best shifted by ``delta``) or ``"rel"`` (by ``best * delta``).
+        delta_applies_to: ``"current"`` (Keras, Lightning) or ``"best"`` (torch); ``"rel"`` always
+            scales ``best``.
+        precision: ``"float64"`` or ``"float32"`` for the final comparison.
+    """
+
+    direction: Direction = attrs.field(validator=one_of("min", "max"))
+    delta: float = attrs.field(default=0.0, converter=_abs_float, validator=ge(0.0))
+    threshold_mode: ThresholdMode = attrs.field(default="abs", validator=one_of("abs", "rel"))
+    delta_applies_to: DeltaAppliesTo = attrs.field(
+        default="current", validator=one_of("current", "best")
+    )
+    precision: Precision = attrs.field(default="float64", validator=one_of("float64", "float32"))
+
+    improves: Callable[[float, float], bool] = attrs.field(init=False, repr=False, eq=False)
+    """``improves(current, best)``: strictly better than ``best`` by more than the threshold."""
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "improves", self._compile())
+
+    def _compile(self) -> Callable[[float, float], bool]:
+        # One closure per configuration: this runs on every round of every policy.
+        d = self.delta
+        lo = self.direction == "min"
+        if self.threshold_mode == "rel":
+            k = (1.0 - d) if lo else (d + 1.0)
+            if lo:
+                def raw(c: float, b: float) -> tuple[float, float]:
+                    return c, b * k
+            else:
+                def raw(c: float, b: float) -> tuple[float, float]:
+                    return c, b * k
+        elif self.delta_applies_to == "current":
+            if lo:
+                def raw(c: float, b: float) -> tuple[float, float]:
+                    return c + d, b
+            else:
+                def raw(c: float, b: float) -> tuple[float, float]:
+                    return c - d, b
+        elif lo:
+            def raw(c: float, b: float) -> tuple[float, float]:
+                return c, b - d
+        else:
+            def raw(c: float, b: float) -> tuple[float, float]:
+                return c, b + d
+        if self.precision == "float32":
+            f32 = np.float32
+            if lo:
+                def improves(c: float, b: float) -> bool:
+                    x, y = raw(c, b)
+                    return bool(f32(x) < f32(y))
+            else:
+                def improves(c: float, b: float) -> bool:
+                    x, y = raw(c, b)
+                    return bool(f32(x) > f32(y))
+            return improves
+        # float64: the common case, written out without the tuple for speed
+        if self.threshold_mode == "rel":
+            if lo:
+                return lambda c, b: c < b * k
+            return lambda c, b: c > b * k
+        if self.delta_applies_to == "current":
+            if lo:
+                return lambda c, b: c + d < b
+            return lambda c, b: c - d > b
+        if lo:
+            return lambda c, b: c < b - d
+        return lambda c, b: c > b + d
+
+    def beyond(self, current: float, bound: float) -> bool:
+        """Whether ``current`` is strictly better than ``bound`` (no threshold), e.g. a target."""
+        if self.precision == "float32":
+            current, bound = _to_f32(current), _to_f32(bound)
+        return current < bound if self.direction == "min" else current > bound
+
+    @property
+    def worst(self) -> float:
+        """The value every real number improves on (``+inf`` for min, ``-inf`` for max)."""
+        return math.inf if self.direction == "min" else -math.inf
+
+
+def read_metric(metrics: Mapping[str, Any], key: str) -> float | None:
+    """Return ``metrics[key]`` as a float, ``None`` if the key is absent, or raise ``TypeError``.
+
+    Accepted: int, float, numpy scalars, 0-d and one-element numpy arrays, and any tensor-like
+    object with ``numel() == 1`` and ``item()`` (torch). Rejected with a ``TypeError`` that names
+    the key and the type: strings, ``None``, bools, multi-element arrays and tensors, and tensors
+    that require grad (call ``.detach()`` first: a logged value must not keep the graph alive).
+    """
+    try:
+        value = metrics[key]
+    except KeyError:
+        return None
+    if value.__class__ is float:
+        return value
+    return coerce_metric(key, value)
+
+
+def coerce_metric(key: str, value: object) -> float:
+    """The non-float part of :func:`read_metric`: convert ``value`` or raise ``TypeError``."""
+    if value is None or isinstance(value, (bool, np.bool_, str, bytes)):
+        raise TypeError(
+            f"metric {key!r} must be a number, got {type(value).__name__} {value!r}"
+        )
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)  # numpy float32 -> the exact float64 value
+    if isinstance(value, np.ndarray):
+        if value.size != 1 or value.dtype.kind not in "iuf":
+            raise TypeError(
+                f"metric {key!r} must be a number or a one-element array, got "
+                f"ndarray of shape {value.shape} and dtype {value.dtype}"
+            )
+        return float(value.reshape(-1)[0])
+    numel = getattr(value, "numel", None)
+    item = getattr(value, "item", None)
+    if callable(numel) and callable(item):
+        if getattr(value, "requires_grad", False):
+            raise TypeError(
+                f"metric {key!r} is a tensor that requires grad; pass loss.detach() (or .item()) "
+                "so that the decision does not keep the autograd graph alive"
+            )
+        n = numel()
+        if n != 1:
+            shape = tuple(getattr(value, "shape", ()))
+            raise TypeError(
+                f"metric {key!r} must be a number or a one-element tensor, got "
+                f"{type(value).__name__} with {n} elements (shape {shape})"
+            )
+        out = item()
+        if isinstance(out, bool) or not isinstance(out, (int, float)):
+            raise TypeError(f"metric {key!r} holds a non-real value {out!r}")
+        return float(out)
+    raise TypeError(f"metric {key!r} must be a number, got {type(value).__name__} {value!r}")

@@ -1,0 +1,167 @@
+"""Tiny composable checks shared by every configuration object.
+
+Every message names the parameter, the bound and the value, in one shape::
+
+    'patience' must be >= 0, got -1
+
+attrs validators (``ge(0)``, ``one_of(...)``) are for ``@frozen`` configuration classes; the
+``check_*`` functions are for plain factory functions (schedules) that validate their arguments
+before building an object.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Collection
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "check_finite",
+    "check_ge",
+    "check_gt",
+    "check_int",
+    "check_le",
+    "check_lt",
+    "check_one_of",
+    "finite",
+    "ge",
+    "gt",
+    "integer",
+    "le",
+    "lt",
+    "one_of",
+    "optional",
+]
+
+
+def _fmt(value: object) -> str:
+    return repr(value)
+
+
+def check_int(name: str, value: object) -> int:
+    """Return ``value`` as an int; reject bools, floats and anything that is not integral."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"'{name}' must be an int, got {type(value).__name__} {_fmt(value)}")
+    return int(value)
+
+
+def check_finite(name: str, value: object) -> float:
+    """Return ``value`` as a float; reject non-numbers, NaN and infinities."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"'{name}' must be a real number, got {type(value).__name__} {_fmt(value)}")
+    f = float(value)
+    if not math.isfinite(f):
+        raise ValueError(f"'{name}' must be finite, got {_fmt(f)}")
+    return f
+
+
+def _real(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"'{name}' must be a real number, got {type(value).__name__} {_fmt(value)}")
+    return float(value)
+
+
+def check_ge(name: str, value: object, bound: float) -> None:
+    """Raise ``ValueError("'name' must be >= bound, got value")`` unless ``value >= bound``."""
+    if not _real(name, value) >= bound:  # written so that NaN fails too
+        raise ValueError(f"'{name}' must be >= {bound}, got {_fmt(value)}")
+
+
+def check_gt(name: str, value: object, bound: float) -> None:
+    """Raise ``ValueError`` unless ``value > bound``."""
+    if not _real(name, value) > bound:
+        raise ValueError(f"'{name}' must be > {bound}, got {_fmt(value)}")
+
+
+def check_le(name: str, value: object, bound: float) -> None:
+    """Raise ``ValueError`` unless ``value <= bound``."""
+    if not _real(name, value) <= bound:
+        raise ValueError(f"'{name}' must be <= {bound}, got {_fmt(value)}")
+
+
+def check_lt(name: str, value: object, bound: float) -> None:
+    """Raise ``ValueError`` unless ``value < bound``."""
+    if not _real(name, value) < bound:
+        raise ValueError(f"'{name}' must be < {bound}, got {_fmt(value)}")
+
+
+def check_one_of(name: str, value: object, choices: Collection[object]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"'{name}' must be one of {options}, got {_fmt(value)}")
+
+
+# attrs validators -----------------------------------------------------------------------------
+
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+def ge(bound: float) -> Validator:
+    """attrs validator: ``value >= bound``."""
+
+    def _v(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+        check_ge(attr.name, value, bound)
+
+    return _v
+
+
+def gt(bound: float) -> Validator:
+    """attrs validator: ``value > bound``."""
+
+    def _v(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+        check_gt(attr.name, value, bound)
+
+    return _v
+
+
+def le(bound: float) -> Validator:
+    """attrs validator: ``value <= bound``."""
+
+    def _v(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+        check_le(attr.name, value, bound)
+
+    return _v
+
+
+def lt(bound: float) -> Validator:
+    """attrs validator: ``value < bound``."""
+
+    def _v(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+        check_lt(attr.name, value, bound)
+
+    return _v
+
+
+def integer(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: an int (not a bool, not a float)."""
+    check_int(attr.name, value)
+
+
+def finite(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: a finite real number."""
+    check_finite(attr.name, value)
+
+
+def one_of(*choices: object) -> Validator:
+    """attrs validator: one of ``choices``."""
+
+    def _v(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+        check_one_of(attr.name, value, choices)
+
+    return _v
+
+
+def optional(*validators: Validator) -> Validator:
+    """attrs validator: ``None``, or a value that passes every one of ``validators``."""
+
+    def _v(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+        if value is None:
+            return
+        for v in validators:
+            v(inst, attr, value)
+
+    return _v
