@@ -6,6 +6,7 @@ behind ``decision = ctl.step(metrics)``; thin adapters in ``trainctl.adapters`` 
 out in Keras, PyTorch and Lightning. ``import trainctl`` imports no ML framework.
 """
 
+from . import schedules
 from ._controller import Controller, ControllerStatistics, simulate
 from ._decisions import Decision, Reason, SaveRequest
 from ._early_stopping import EarlyStopping, EarlyStoppingDecision, EarlyStoppingState
@@ -40,5 +41,6 @@ __all__ = [
     "__version__",
     "infer_direction",
     "read_metric",
+    "schedules",
     "simulate",
 ]

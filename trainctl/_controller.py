@@ -398,13 +398,15 @@ class Controller:
     def _scheduled_lr(self, t: int) -> LR:
         sched, base = self._schedule, self._base_lr
         assert sched is not None and base is not None
-        shape = float(sched(t)) / float(sched.base_lr) if sched.base_lr else 0.0
+        value = float(sched(t))
+        ref = float(sched.base_lr)
         scale = self._scale or (1.0,) * len(_as_tuple(base))
         mins = self._min_lrs(base)
         out = []
         for b, s, lo in zip(_as_tuple(base), scale, mins, strict=True):
-            plain = b * shape
-            out.append(max(plain * s, min(plain, lo)) if s != 1.0 else plain)
+            # torch's LambdaLR rule; exact s(t) when the group runs at the schedule's own rate
+            plain = value if b == ref else (b * value / ref if ref else 0.0)
+            out.append(plain if s == 1.0 else max(plain * s, min(plain, lo)))
         return _like(base, out)
 
     def _min_lrs(self, base: LR) -> tuple[float, ...]:

@@ -1,0 +1,127 @@
+"""Schedules inside the Controller: both clocks, param groups, plateau on top, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trainctl import Controller, EarlyStopping, ReduceLROnPlateau, StateError
+from trainctl.schedules import cosine, step_decay, warmup
+
+
+def warm_cosine() -> object:
+    return warmup(cosine(0.1, total_steps=90), warmup_steps=10)
+
+
+def test_optimizer_step_clock_follows_the_schedule_exactly() -> None:
+    s = warm_cosine()
+    ctl = Controller(schedule=s)
+    assert ctl.lr == s(0)  # type: ignore[operator]
+    seen = [ctl.lr] + [ctl.optimizer_step().lr for _ in range(120)]
+    assert seen == [s(t) for t in range(121)]  # type: ignore[operator]
+    # evaluation rounds do not advance a per-step schedule
+    assert ctl.step({"val_loss": 1.0}).lr == s(120)  # type: ignore[operator]
+
+
+def test_round_clock_advances_once_per_round() -> None:
+    s = step_decay(0.1, step_size=2, gamma=0.5)
+    ctl = Controller(schedule=s, schedule_clock="round")
+    for _ in range(5):
+        assert ctl.optimizer_step().lr == 0.1
+    assert [ctl.step({}).lr for _ in range(5)] == [s(t) for t in range(1, 6)]
+
+
+def test_param_groups_keep_their_own_base_rate_like_torch_lambda_lr() -> None:
+    torch = pytest.importorskip("torch")
+    s = warm_cosine()
+    ctl = Controller(schedule=s, lr=(0.1, 0.003))
+    params = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
+    opt = torch.optim.SGD(
+        [{"params": [params[0]], "lr": 0.1}, {"params": [params[1]], "lr": 0.003}]
+    )
+    ref = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: s(t) / s.base_lr)  # type: ignore
+    for _ in range(150):
+        ours = ctl.lr
+        assert isinstance(ours, tuple)
+        np.testing.assert_allclose(ours, ref.get_last_lr(), rtol=1e-12, atol=0)
+        opt.step()
+        ref.step()
+        ctl.optimizer_step()
+
+
+def test_plateau_multiplies_the_schedule_and_respects_min_lr() -> None:
+    s = cosine(0.1, total_steps=1000)
+    plateau = ReduceLROnPlateau(patience=0, factor=0.5, min_lr=0.02)
+    ctl = Controller(plateau, schedule=s)
+    ctl.step({"val_loss": 1.0})  # the first value is the best
+    for _ in range(10):
+        ctl.optimizer_step()
+    d = ctl.step({"val_loss": 1.0})  # reduction 1
+    assert d.lr_changed and d.lr == pytest.approx(0.5 * s(10))
+    for t in range(11, 300):
+        assert ctl.optimizer_step().lr == pytest.approx(max(0.5 * s(t), min(s(t), 0.02)))
+    for _ in range(5):
+        ctl.step({"val_loss": 1.0})  # more reductions, floored at min_lr
+    for t in range(300, 1001, 50):
+        for _ in range(50 if t > 300 else 0):
+            ctl.optimizer_step()
+        lr = ctl.lr
+        assert isinstance(lr, float)
+        assert lr >= min(s(ctl.optimizer_steps), 0.02) - 1e-15
+        assert lr <= s(ctl.optimizer_steps) + 1e-15
+
+
+def test_warmup_from_zero_is_not_floored_by_min_lr() -> None:
+    s = warmup(cosine(0.1, total_steps=100), warmup_steps=10)
+    ctl = Controller(ReduceLROnPlateau(patience=0, min_lr=0.05), schedule=s)
+    assert ctl.lr == 0.0  # a plateau policy never raises the schedule
+
+
+def test_schedule_must_be_a_trainctl_schedule() -> None:
+    with pytest.raises(TypeError, match="'schedule' must be a trainctl schedule"):
+        Controller(schedule=lambda t: 0.1)
+
+
+def test_state_from_another_schedule_is_rejected() -> None:
+    state = Controller(schedule=cosine(0.1, total_steps=100)).state_dict()
+    with pytest.raises(StateError, match="saved with schedule"):
+        Controller(schedule=cosine(0.1, total_steps=200)).load_state_dict(state)
+
+
+def recipe() -> Controller:
+    return Controller(
+        ReduceLROnPlateau(patience=1, factor=0.5, min_lr=1e-3, cooldown=1),
+        EarlyStopping(patience=6),
+        schedule=warm_cosine(),
+        lr=(0.1, 0.02),
+    )
+
+
+losses = st.lists(st.sampled_from([1.0, 0.9, 0.8, 0.8, 0.85, math.nan]), max_size=20)
+
+
+@given(stream=losses, steps_per_round=st.integers(0, 7), cut=st.integers(0, 20))
+def test_warmup_cosine_plateau_resume_is_exact(
+    stream: list[float], steps_per_round: int, cut: int
+) -> None:
+    def run(ctl: Controller, part: list[float]) -> list[object]:
+        out: list[object] = []
+        for v in part:
+            for _ in range(steps_per_round):
+                out.append(ctl.optimizer_step().lr)
+            d = ctl.step({"val_loss": v})
+            out.append((d.lr, d.stop, d.reasons))
+        return out
+
+    cut = min(cut, len(stream))
+    full = run(recipe(), stream)
+    first = recipe()
+    head = run(first, stream[:cut])
+    resumed = recipe()
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict(), allow_nan=False)))
+    assert head + run(resumed, stream[cut:]) == full
