@@ -6,7 +6,7 @@ behind ``decision = ctl.step(metrics)``; thin adapters in ``trainctl.adapters`` 
 out in Keras, PyTorch and Lightning. ``import trainctl`` imports no ML framework.
 """
 
-from . import schedules
+from . import schedules, storage
 from ._controller import Controller, ControllerStatistics, simulate
 from ._decisions import Decision, Reason, SaveRequest
 from ._early_stopping import EarlyStopping, EarlyStoppingDecision, EarlyStoppingState
@@ -15,13 +15,26 @@ from ._nan import NaNDecision, NaNState, TerminateOnNaN
 from ._plateau import PlateauDecision, PlateauState, ReduceLROnPlateau
 from ._policy import Observation, Policy
 from ._state import StateError
+from .storage import (
+    CheckpointEntry,
+    CheckpointSaveError,
+    CheckpointStore,
+    CheckpointStoreError,
+    CorruptManifestError,
+    RecoveryReport,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointEntry",
+    "CheckpointSaveError",
+    "CheckpointStore",
+    "CheckpointStoreError",
     "Comparison",
     "Controller",
     "ControllerStatistics",
+    "CorruptManifestError",
     "Decision",
     "EarlyStopping",
     "EarlyStoppingDecision",
@@ -34,6 +47,7 @@ __all__ = [
     "PlateauState",
     "Policy",
     "Reason",
+    "RecoveryReport",
     "ReduceLROnPlateau",
     "SaveRequest",
     "StateError",
@@ -43,4 +57,5 @@ __all__ = [
     "read_metric",
     "schedules",
     "simulate",
+    "storage",
 ]
