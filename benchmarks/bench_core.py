@@ -92,9 +92,13 @@ def main() -> None:
     ours = per_call(trainctl_step, data)
     torch_t = per_call(torch_step, data)
     keras_t = per_call(keras_pair, data[: N // 10])
-    print(f"trainctl Controller(EarlyStopping, ReduceLROnPlateau).step: {ours * 1e6:8.2f} us/call")
-    print(f"keras EarlyStopping + ReduceLROnPlateau .on_epoch_end:     {keras_t * 1e6:8.2f} us/call")
-    print(f"torch ReduceLROnPlateau.step (one scheduler):              {torch_t * 1e6:8.2f} us/call")
+    rows = [
+        ("trainctl Controller(EarlyStopping, ReduceLROnPlateau).step", ours),
+        ("keras EarlyStopping + ReduceLROnPlateau .on_epoch_end", keras_t),
+        ("torch ReduceLROnPlateau.step (one scheduler)", torch_t),
+    ]
+    for name, t in rows:
+        print(f"{name:60s} {t * 1e6:8.2f} us/call")
     r_keras, r_torch = ours / keras_t, ours / torch_t
     print(f"ratio vs keras pair: {r_keras:.3f}x (target <= 0.25x) "
           f"{'OK' if r_keras <= 0.25 else 'MISSED'}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,20 @@ def test_cli_entry_point() -> None:
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run(
         [sys.executable, "-m", "trainctl", "demo", "--epochs", "3"],
-        cwd=root, capture_output=True, text=True, check=True,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "trainctl demo" in out and "final weights" in out
+
+
+def test_replay_example_runs_and_reports_each_configuration() -> None:
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "examples/replay_history.py"],
+        cwd=root, capture_output=True, text=True, check=True,
+    ).stdout
+    stops = [int(m) for m in re.findall(r"stops after epoch (\d+)", out)]
+    assert len(stops) == 3 and stops == sorted(stops) and stops[0] < stops[-1]
+    assert "ReduceLROnPlateau(val_loss)" in out and "EarlyStopping(val_loss)" in out

@@ -82,6 +82,10 @@ from ._validation import finite, ge, integer, one_of, optional
 __all__ = ["EarlyStopping", "EarlyStoppingDecision", "EarlyStoppingState"]
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _g(x: float | None) -> str:
     return "None" if x is None else f"{x:.6g}"
 
@@ -178,7 +182,7 @@ def _m_patience(
     name: str, v: float, wait: int, patience: int, best: float | None, best_epoch: int | None
 ) -> str:
     return (
-        f"{name} = {_g(v)}: no improvement for {wait} rounds (patience {patience}); "
+        f"{name} = {_g(v)}: no improvement for {_n(wait, 'round')} (patience {patience}); "
         f"best {_g(best)} at epoch {best_epoch}; stopping"
     )
 

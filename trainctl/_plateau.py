@@ -65,6 +65,10 @@ __all__ = ["PlateauDecision", "PlateauState", "ReduceLROnPlateau"]
 LR = float | tuple[float, ...]
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _g(x: float | None) -> str:
     return "None" if x is None else f"{x:.6g}"
 
@@ -112,7 +116,7 @@ def _m_reduced(
     name: str, v: float, best: float | None, wait: int, patience: int, old: LR, new: LR
 ) -> str:
     return (
-        f"{name} = {_g(v)}: no improvement on {_g(best)} for {wait} rounds (patience "
+        f"{name} = {_g(v)}: no improvement on {_g(best)} for {_n(wait, 'round')} (patience "
         f"{patience}); lr {_fmt_lr(old)} -> {_fmt_lr(new)}"
     )
 
