@@ -17,8 +17,10 @@ later call says stop, and no policy runs again.
 
 Learning rate:
 
-- without a schedule, the rate is whatever the last plateau reduction left (or what the caller
-  reported with ``lr=``), bit for bit as Keras and torch compute it;
+- without a schedule, the rate is whatever the last plateau reduction left, or what the caller
+  reported with ``lr=``. The arithmetic is torch's and Keras' own (``max(lr * factor,
+  min_lr)``); for bit-exact Keras parity report the optimizer's rate with ``lr=`` each round,
+  since Keras stores it in a float32 variable between reductions;
 - with a schedule, group ``i`` runs at
   ``max(base_i * s(t) / s.base_lr * scale_i, min(base_i * s(t) / s.base_lr, min_lr_i))``:
   the schedule gives the shape, each param group keeps its own base rate (torch's LambdaLR), a

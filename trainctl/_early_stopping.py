@@ -207,7 +207,8 @@ class EarlyStopping:
 
     Args:
         monitor: metric name. Default ``"val_loss"``.
-        min_delta: minimum absolute change that counts as an improvement (sign ignored, as Keras).
+        min_delta: minimum change that counts as an improvement (Keras rules take its absolute
+            value; Lightning rules keep a negative value, which accepts slightly worse values).
         patience: rounds without improvement before stopping; fires at ``wait >= patience``.
         mode: ``"min"``, ``"max"`` or ``"auto"`` (from the name; unknown names raise).
         baseline: ``wait`` only resets on rounds that also beat it (Keras rules only).
@@ -276,11 +277,14 @@ class EarlyStopping:
                 "use stopping_threshold / divergence_threshold, or rules='keras'"
             )
         object.__setattr__(self, "direction", direction)
+        lightning = self.rules == "lightning"
         cmp = Comparison(
             direction=direction,
-            delta=self.min_delta,
+            # Keras takes abs(min_delta); Lightning keeps the sign
+            delta=self.min_delta if lightning else abs(self.min_delta),
             threshold_mode=self.threshold_mode,
             precision=self.precision,
+            float32_arithmetic=lightning,
         )
         object.__setattr__(self, "_cmp", cmp)
         object.__setattr__(self, "_label", f"EarlyStopping({self.monitor})")

@@ -21,9 +21,13 @@ strictness           strict                     strict                      stri
 
 (shown for ``min``; ``max`` mirrors it). ``delta_applies_to`` only changes the last bit of rounding,
 but that bit decides ties, and parity means the same decision on every input. With
-``precision="float32"`` both sides of the final comparison are rounded to float32 after the
-float64 arithmetic, which is what Keras does (it subtracts in Python, then compares float32
-tensors) and what Lightning does for float32-representable metric values.
+``precision="float32"`` both sides of the final comparison are float32: Keras subtracts in Python
+(float64) and then compares float32 tensors; Lightning subtracts in float32 tensor arithmetic
+with the threshold itself rounded to float32 (``float32_arithmetic=True``). For a threshold such
+as 0.1 that float32 cannot hold exactly, the two forms disagree on near-ties.
+
+The threshold's sign: Keras takes ``abs(min_delta)``; torch and Lightning keep a negative
+threshold, which then accepts a slightly worse value as an improvement.
 
 NaN never improves on anything and nothing improves on a NaN best; a policy decides separately
 whether its very first value counts as an improvement without a comparison (Keras) or is compared
@@ -43,7 +47,7 @@ from typing import Any, Literal
 import attrs
 import numpy as np
 
-from ._validation import ge, one_of
+from ._validation import finite, one_of
 
 __all__ = [
     "Comparison",
@@ -134,8 +138,8 @@ def _to_f32(x: float) -> float:
     return float(np.float32(x))
 
 
-def _abs_float(value: object) -> float:
-    return abs(float(value))  # type: ignore[arg-type]  # validated by the field validator
+def _float(value: object) -> float:
+    return float(value)  # type: ignore[arg-type]  # validated by the field validator
 
 
 @attrs.frozen(kw_only=True)
@@ -144,20 +148,26 @@ class Comparison:
 
     Parameters:
         direction: ``"min"`` (lower is better) or ``"max"``.
-        delta: ``min_delta`` / ``threshold``, taken as an absolute value (Keras takes ``abs``).
+        delta: ``min_delta`` / ``threshold``, signed: a positive value demands that much
+            improvement; a negative one accepts a slightly worse value (torch and Lightning keep
+            the sign; Keras takes ``abs``, which its policies do before building this).
         threshold_mode: ``"abs"`` (best shifted by ``delta``) or ``"rel"`` (by ``best * delta``).
         delta_applies_to: ``"current"`` (Keras, Lightning) or ``"best"`` (torch); ``"rel"`` always
             scales ``best``.
         precision: ``"float64"`` or ``"float32"`` for the final comparison.
+        float32_arithmetic: with ``precision="float32"``, also do the shift in float32 with the
+            threshold rounded to float32 first (Lightning's tensor arithmetic) instead of in
+            float64 (Keras subtracts Python floats, then compares float32 tensors).
     """
 
     direction: Direction = attrs.field(validator=one_of("min", "max"))
-    delta: float = attrs.field(default=0.0, converter=_abs_float, validator=ge(0.0))
+    delta: float = attrs.field(default=0.0, converter=_float, validator=finite)
     threshold_mode: ThresholdMode = attrs.field(default="abs", validator=one_of("abs", "rel"))
     delta_applies_to: DeltaAppliesTo = attrs.field(
         default="current", validator=one_of("current", "best")
     )
     precision: Precision = attrs.field(default="float64", validator=one_of("float64", "float32"))
+    float32_arithmetic: bool = False
 
     improves: Callable[[float, float], bool] = attrs.field(init=False, repr=False, eq=False)
     """``improves(current, best)``: strictly better than ``best`` by more than the threshold."""
@@ -192,6 +202,22 @@ class Comparison:
                 return c, b + d
         if self.precision == "float32":
             f32 = np.float32
+            if self.float32_arithmetic:
+                # Lightning: tensor arithmetic, the threshold is a float32 before the subtraction
+                d32 = f32(d)
+                if self.threshold_mode == "rel":
+                    k32 = (f32(1.0) - d32) if lo else (d32 + f32(1.0))
+                    if lo:
+                        return lambda c, b: bool(f32(c) < f32(b) * k32)
+                    return lambda c, b: bool(f32(c) > f32(b) * k32)
+                if self.delta_applies_to == "current":
+                    if lo:
+                        return lambda c, b: bool(f32(c) + d32 < f32(b))
+                    return lambda c, b: bool(f32(c) - d32 > f32(b))
+                if lo:
+                    return lambda c, b: bool(f32(c) < f32(b) - d32)
+                return lambda c, b: bool(f32(c) > f32(b) + d32)
+            # Keras: Python (float64) arithmetic, then a comparison of float32 tensors
             if lo:
                 def improves(c: float, b: float) -> bool:
                     x, y = raw(c, b)

@@ -204,7 +204,7 @@ class ReduceLROnPlateau:
         patience: rounds without improvement before a reduction.
         mode: ``"min"``, ``"max"`` or ``"auto"`` (from the name; unknown names raise).
         min_delta: the improvement threshold (absolute by default; Keras' ``min_delta``, torch's
-            ``threshold``).
+            ``threshold``). Keras rules take its absolute value; torch rules keep the sign.
         cooldown: rounds to wait after a reduction before counting again.
         min_lr: lower bound of the rate: a float, or one per param group.
         threshold_mode: ``"abs"`` or ``"rel"`` (``min_delta`` as a fraction of ``best``).
@@ -266,7 +266,8 @@ class ReduceLROnPlateau:
         object.__setattr__(self, "direction", direction)
         cmp = Comparison(
             direction=direction,
-            delta=self.min_delta,
+            # Keras takes abs(min_delta); torch keeps a negative threshold as it is
+            delta=self.min_delta if self.rules == "torch" else abs(self.min_delta),
             threshold_mode=self.threshold_mode,
             delta_applies_to="best" if self.rules == "torch" else "current",
             precision=self.precision,
