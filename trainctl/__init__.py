@@ -7,6 +7,7 @@ out in Keras, PyTorch and Lightning. ``import trainctl`` imports no ML framework
 """
 
 from . import schedules, storage
+from ._checkpoint import CheckpointDecision, CheckpointPolicy, CheckpointState, KeptCheckpoint
 from ._controller import Controller, ControllerStatistics, simulate
 from ._decisions import Decision, Reason, SaveRequest
 from ._early_stopping import EarlyStopping, EarlyStoppingDecision, EarlyStoppingState
@@ -27,8 +28,11 @@ from .storage import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointDecision",
     "CheckpointEntry",
+    "CheckpointPolicy",
     "CheckpointSaveError",
+    "CheckpointState",
     "CheckpointStore",
     "CheckpointStoreError",
     "Comparison",
@@ -39,6 +43,7 @@ __all__ = [
     "EarlyStopping",
     "EarlyStoppingDecision",
     "EarlyStoppingState",
+    "KeptCheckpoint",
     "MetricNotFoundError",
     "NaNDecision",
     "NaNState",

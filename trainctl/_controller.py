@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 import attrs
@@ -292,22 +293,34 @@ class Controller:
         return decision
 
     def optimizer_step(
-        self, metrics: Mapping[str, Any] | None = None, *, time: float | None = None
+        self,
+        metrics: Mapping[str, Any] | None = None,
+        *,
+        epoch: int | None = None,
+        time: float | None = None,
     ) -> Decision:
         """One optimizer step: call it after ``optimizer.step()``; use ``decision.lr`` next.
 
-        ``metrics`` (e.g. ``{"loss": loss.item()}``) is only needed by per-step policies such
-        as :class:`TerminateOnNaN`; the schedule advances either way.
+        Args:
+            metrics: e.g. ``{"loss": loss.item()}``, for per-step policies such as
+                :class:`TerminateOnNaN`; the schedule and step-triggered checkpoints advance
+                either way.
+            epoch: the 0-based epoch in progress (default: one past the last round's epoch,
+                i.e. rounds are taken to be epochs; pass it when validation runs several times
+                per epoch).
+            time: training time in seconds, for time-triggered checkpoints.
         """
         self._steps += 1
         if self._stopped:
             return self._final_decision("optimizer_step")
         old = self._lr
-        if self._step_policies and metrics is not None:
-            epoch = self._rounds if self._epoch is None else self._epoch
+        if self._step_policies:
+            if epoch is None:
+                epoch = 0 if self._epoch is None else self._epoch + 1
             obs: Observation = _new(
                 Observation,
-                ("optimizer_step", metrics, epoch, self._rounds, self._steps, self._lr, time),
+                ("optimizer_step", _NO_METRICS if metrics is None else metrics, epoch,
+                 self._rounds, self._steps, self._lr, time),
             )
             decision = self._run("optimizer_step", self._step_policies, obs)
         else:
@@ -347,6 +360,7 @@ class Controller:
         lr = self._lr
         stop = snapshot = restore = lr_changed = False
         save: SaveRequest | None = None
+        last: SaveRequest | None = None
         delete: tuple[str, ...] = ()
         details = []
         for i, policy, kind in policies:
@@ -371,12 +385,15 @@ class Controller:
                 req = getattr(d, "save", None)
                 if req is not None:
                     save = req
+                req = getattr(d, "last", None)
+                if req is not None:
+                    last = req
                 delete = delete + tuple(getattr(d, "delete", ()))
         self._lr = lr
         out: Decision = _new(
             Decision,
             (clock, self._rounds, self._epoch, self._steps, stop, lr, lr_changed, snapshot,
-             restore, save, delete, tuple(details)),
+             restore, save, last, delete, tuple(details)),
         )
         if stop:
             self._stopped = True
@@ -578,6 +595,7 @@ class Controller:
 
 
 _QUIET_EVENTS = frozenset({"missing_metric", "finite"})
+_NO_METRICS: Mapping[str, Any] = MappingProxyType({})
 _new = tuple.__new__
 _EARLY_STOPPING, _PLATEAU, _OTHER = 0, 1, 2
 

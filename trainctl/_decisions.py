@@ -128,7 +128,10 @@ class Decision(NamedTuple):
             ``restore_best_weights`` has a new best.
         restore_best: load the kept best weights now (training ends).
         save: the checkpoint to write now, or ``None``.
-        delete: checkpoints to delete, after ``save`` is durable.
+        last: the rolling "last" checkpoint to (over)write now (``save_last``), or ``None``.
+        delete: checkpoints to delete once the round's first write (``save``, else ``last``) is
+            durable. Pass them with that first write (``CheckpointStore.save(..., delete=...)``):
+            the controller state saved with it already assumes they are gone.
         details: each policy's own decision, in policy order (``details[i].reason``,
             ``details[i].best``, ...).
     """
@@ -143,6 +146,7 @@ class Decision(NamedTuple):
     snapshot_best: bool = False
     restore_best: bool = False
     save: SaveRequest | None = None
+    last: SaveRequest | None = None
     delete: tuple[str, ...] = ()
     details: tuple[Any, ...] = ()
 
