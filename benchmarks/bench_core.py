@@ -1,6 +1,7 @@
 """Per-call cost of ``ctl.step(metrics)`` against Keras' and torch's own callbacks.
 
-Measured in one run, on the same metric stream (a noisy slow descent with plateaus):
+Measured in one run, on the same metric stream (a noisy slow descent with plateaus, so that the
+improving, waiting, reducing and cooldown paths all run):
 
 - trainctl: ``Controller(EarlyStopping, ReduceLROnPlateau).step(metrics)``;
 - Keras: ``EarlyStopping.on_epoch_end`` + ``ReduceLROnPlateau.on_epoch_end`` on a compiled model
@@ -28,11 +29,14 @@ REPEAT = 7
 
 
 def stream(n: int) -> list[dict[str, float]]:
+    """A noisy slow descent with plateaus: 400 improving rounds, then 400 flat ones, and so on."""
     rng = np.random.RandomState(0)
     x, out = 1.0, []
-    for _ in range(n):
-        x *= 0.999 if rng.uniform() < 0.3 else 1.0005
-        out.append({"val_loss": float(np.float32(x)), "loss": float(np.float32(x))})
+    for i in range(n):
+        if (i // 400) % 2 == 0:
+            x *= 0.999
+        v = float(np.float32(x * (1.0 + rng.normal(scale=0.002))))
+        out.append({"val_loss": v, "loss": v})
     return out
 
 

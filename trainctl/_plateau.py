@@ -252,6 +252,9 @@ class ReduceLROnPlateau:
     _improves: Any = attrs.field(init=False, repr=False, eq=False)
     _worst: float = attrs.field(init=False, repr=False, eq=False)
     _torch: bool = attrs.field(init=False, repr=False, eq=False)
+    _eps: float | None = attrs.field(init=False, repr=False, eq=False)
+    _scalar_min_lr: float = attrs.field(init=False, repr=False, eq=False)
+    _scalar_floor: float | None = attrs.field(init=False, repr=False, eq=False)
 
     clocks: ClassVar[frozenset[Clock]] = frozenset({"round"})
     warn_if_missing: ClassVar[bool] = True
@@ -277,6 +280,14 @@ class ReduceLROnPlateau:
         object.__setattr__(self, "_improves", cmp.improves)
         object.__setattr__(self, "_worst", cmp.worst)
         object.__setattr__(self, "_torch", self.rules == "torch")
+        eps = self.eps if self.eps is not None else (1e-8 if self.rules == "torch" else None)
+        object.__setattr__(self, "_eps", eps)
+        scalar = None if isinstance(self.min_lr, tuple) else self.min_lr
+        object.__setattr__(self, "_scalar_min_lr", 0.0 if scalar is None else scalar)
+        floor = scalar
+        if scalar is not None and self.precision == "float32":
+            floor = float(np.float32(scalar))  # Keras: old_lr > np.float32(min_lr)
+        object.__setattr__(self, "_scalar_floor", floor)
 
     @property
     def label(self) -> str:
@@ -299,20 +310,31 @@ class ReduceLROnPlateau:
 
     def reduce(self, lr: LR) -> tuple[LR, bool]:
         """Apply one reduction to ``lr`` under this policy's rules; return (new lr, changed)."""
+        floor = self._scalar_floor
+        if isinstance(lr, float) and floor is not None:
+            # one rate and one min_lr: the common case, without building tuples
+            new = max(lr * self.factor, self._scalar_min_lr)
+            eps = self._eps
+            if self._torch:
+                return (new, True) if eps is not None and lr - new > eps else (lr, False)
+            if lr > floor and (eps is None or lr - new > eps):
+                return new, True
+            return lr, False
         rates = lr if isinstance(lr, tuple) else (lr,)
         mins = self.min_lrs(len(lr) if isinstance(lr, tuple) else None)
         out: list[float] = []
         changed = False
         f32 = self.precision == "float32"
-        eps = self.eps if self.eps is not None else (1e-8 if self.rules == "torch" else None)
+        eps = self._eps
         for old, lo in zip(rates, mins, strict=True):
             new = max(old * self.factor, lo)
-            if self.rules == "keras":
+            if self._torch:
+                ok = old - new > eps  # type: ignore[operator]  # eps is set for torch rules
+            else:
+                # Keras compares the float32 rate with np.float32(min_lr)
                 ok = old > (float(np.float32(lo)) if f32 else lo)
                 if ok and eps is not None:
                     ok = old - new > eps
-            else:
-                ok = old - new > eps  # type: ignore[operator]  # eps is set for torch rules
             if ok:
                 out.append(new)
                 changed = True
