@@ -7,18 +7,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from trainctl._demo import make_moons, run_demo
 
 
-def test_demo_run_reduces_lr_stops_early_and_restores() -> None:
+def test_demo_run_reduces_lr_stops_early_and_restores(tmp_path: Path) -> None:
     lines: list[str] = []
-    history = run_demo(out=lines.append)
+    history = run_demo(out=lines.append, checkpoint_dir=str(tmp_path))
     text = "\n".join(lines)
     assert 5 < len(history) < 200, "early stopping should end the run before the epoch cap"
     assert "reduced_lr" in text and "lr " in text and " -> " in text
     assert "patience_exhausted" in text and "restore the weights of epoch" in text
     best = min(h["val_loss"] for h in history)
     assert f"final weights: val_loss {best:.4f}" in text  # the restored weights are the best
+    # best 2 + latest on disk, the best among them, each loadable with its arrays
+    kept = sorted(p.name for p in tmp_path.glob("*.npz"))
+    assert len(kept) == 3 and f"-{best:.4f}.npz" in " ".join(kept)
+    assert "checkpoints kept (best 2 + latest): " in text
+    with np.load(tmp_path / kept[0]) as arrays:
+        assert set(arrays.files) == {"w1", "b1", "w2", "b2", "w3", "b3"}
 
 
 def test_demo_data_is_deterministic() -> None:

@@ -2,21 +2,29 @@
 
 No ML framework: a two-layer network with hand-written backprop learns a noisy two-moons problem.
 Label noise makes the validation loss plateau and then rise, so the plateau policy lowers the
-learning rate and early stopping ends the run and restores the best weights.
+learning rate (on top of a warmup schedule), early stopping ends the run and restores the best
+weights, and the checkpoint policy keeps the best two epochs and the latest one on disk, written
+through the crash-safe store.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
+from ._checkpoint import CheckpointPolicy
 from ._controller import Controller
 from ._early_stopping import EarlyStopping
 from ._nan import TerminateOnNaN
 from ._plateau import ReduceLROnPlateau
+from .schedules import constant, warmup
+from .storage import CheckpointStore
 
 __all__ = ["make_moons", "run_demo"]
 
@@ -81,11 +89,16 @@ def run_demo(
     epochs: int = 200,
     seed: int = 0,
     out: Callable[[str], None] = print,
+    checkpoint_dir: str | None = None,
 ) -> list[dict[str, float]]:
     """Train the demo network; print one line per epoch and every decision's reason.
 
-    Returns the per-epoch metric history (the demo's own test checks it).
+    Checkpoints go to ``checkpoint_dir`` (a temporary directory if ``None``). Returns the
+    per-epoch metric history (the demo's own test checks it).
     """
+    if checkpoint_dir is None:
+        with tempfile.TemporaryDirectory(prefix="trainctl-demo-") as tmp:
+            return run_demo(epochs, seed, out, tmp)
     rng = np.random.RandomState(seed)
     x, y = make_moons(1200, noise=0.25, label_noise=0.08, seed=seed)
     x_train, y_train, x_val, y_val = x[:300], y[:300], x[300:], y[300:]
@@ -96,11 +109,17 @@ def run_demo(
         TerminateOnNaN(monitor="loss"),
         ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=4, cooldown=2, min_lr=1e-3),
         EarlyStopping(monitor="val_loss", patience=12, min_delta=1e-4, restore_best_weights=True),
-        lr=0.3,
+        CheckpointPolicy(monitor="val_loss", save_top_k=2, keep_last_n=1,
+                         filename="epoch{epoch:03d}-{val_loss:.4f}", extension=".npz"),
+        schedule=warmup(constant(0.3), warmup_steps=30, start_lr=0.03),
     )
+    store = CheckpointStore(checkpoint_dir)
+    store.recover()
     out("trainctl demo: a numpy MLP on noisy two-moons, under")
     for policy in ctl.policies:
         out(f"  {policy!r}")
+    out(f"  schedule={ctl.schedule!r} (per optimizer step; plateau reductions multiply it)")
+    out(f"  checkpoints in {checkpoint_dir}")
     out("")
     out(f"{'epoch':>5}  {'loss':>7}  {'val_loss':>8}  {'val_acc':>7}  {'lr':>8}  decision")
     best_params = {k: v.copy() for k, v in params.items()}
@@ -108,11 +127,13 @@ def run_demo(
     batch = 30
     started = time.perf_counter()
     for epoch in range(epochs):
-        lr = ctl.lr
-        assert isinstance(lr, float)
+        epoch_lr = ctl.lr
+        assert isinstance(epoch_lr, float)
         order = rng.permutation(len(x_train))
         stop = False
         for start in range(0, len(order), batch):
+            lr = ctl.lr
+            assert isinstance(lr, float)
             idx = order[start : start + batch]
             grads = _grads(params, x_train[idx], y_train[idx])
             for k in params:
@@ -129,10 +150,16 @@ def run_demo(
         decision = ctl.step(metrics)
         if decision.snapshot_best:
             best_params = {k: v.copy() for k, v in params.items()}
+        if decision.save is not None:
+            store.save(
+                decision.save.name, functools.partial(_write_npz, params=params),  # written now
+                metrics=metrics, state=ctl.state_dict(), delete=decision.delete,
+            )
         events = [r for r in decision.reasons if r.event not in ("finite", "missing_metric")]
         headline = ", ".join(sorted({r.event for r in events}))
         out(
-            f"{epoch:>5}  {loss:7.4f}  {val_loss:8.4f}  {val_acc:7.3f}  {lr:8.2e}  {headline}"
+            f"{epoch:>5}  {loss:7.4f}  {val_loss:8.4f}  {val_acc:7.3f}  {epoch_lr:8.2e}  "
+            f"{headline}"
         )
         for r in events:
             if r.event in ("reduced_lr", "patience_exhausted", "non_finite", "at_min_lr"):
@@ -147,8 +174,15 @@ def run_demo(
     val_loss, val_acc = _loss_and_acc(params, x_val, y_val)
     elapsed = time.perf_counter() - started
     out("")
+    kept = ", ".join(entry.name for entry in store.entries)
+    out(f"checkpoints kept (best 2 + latest): {kept}")
     out(
         f"final weights: val_loss {val_loss:.4f}, val_acc {val_acc:.3f} "
         f"after {len(history)} epochs, {ctl.optimizer_steps} optimizer steps, {elapsed:.2f} s"
     )
     return history
+
+
+def _write_npz(path: Path, *, params: Params) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez must not append its own suffix
+        np.savez(f, **params)  # type: ignore[arg-type]  # numpy's stub types **kwds too narrowly
