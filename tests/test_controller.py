@@ -50,7 +50,9 @@ def test_optimizer_step_nan_stops_everything() -> None:
 def test_merged_decision_carries_every_reason_in_policy_order() -> None:
     d = make().step({"val_loss": 1.0, "loss": 0.5})
     assert [r.source for r in d.reasons] == [
-        "TerminateOnNaN(loss)", "ReduceLROnPlateau(val_loss)", "EarlyStopping(val_loss)"
+        "TerminateOnNaN(loss)",
+        "ReduceLROnPlateau(val_loss)",
+        "EarlyStopping(val_loss)",
     ]
     assert d.snapshot_best and not d.stop and d.lr == 0.1 and not d.lr_changed
     assert len(d.explain().splitlines()) == 3
@@ -88,8 +90,11 @@ def test_load_rejects_other_configuration_naming_the_difference() -> None:
         EarlyStopping(patience=3, restore_best_weights=True),
         lr=0.1,
     )
-    with pytest.raises(StateError, match=r"policy 1 ReduceLROnPlateau\(val_loss\).*'patience' "
-                                         r"was 1, is 5"):
+    with pytest.raises(
+        StateError,
+        match=r"policy 1 ReduceLROnPlateau\(val_loss\).*'patience' "
+        r"was 1, is 5",
+    ):
         other.load_state_dict(state)
     other.load_state_dict(state, strict=False)  # a deliberate change of settings
 
@@ -118,8 +123,9 @@ def test_load_rejects_bad_states(mutate: object, message: str) -> None:
 
 def test_kind_mismatch_is_named() -> None:
     state = Controller(EarlyStopping()).state_dict()
-    with pytest.raises(StateError, match="policy 0 is a ReduceLROnPlateau but the state holds "
-                                         "a EarlyStopping"):
+    with pytest.raises(
+        StateError, match="policy 0 is a ReduceLROnPlateau but the state holds a EarlyStopping"
+    ):
         Controller(ReduceLROnPlateau(), lr=0.1).load_state_dict(state)
 
 

@@ -34,5 +34,12 @@ def test_public_api_is_flat_and_complete() -> None:
 
     for name in trainctl.__all__:
         assert hasattr(trainctl, name), name
-    assert {"Controller", "EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN",
-            "simulate", "Decision", "Reason"} <= set(trainctl.__all__)
+    assert {
+        "Controller",
+        "EarlyStopping",
+        "ReduceLROnPlateau",
+        "TerminateOnNaN",
+        "simulate",
+        "Decision",
+        "Reason",
+    } <= set(trainctl.__all__)

@@ -27,7 +27,8 @@ def controllers(draw: st.DrawFn) -> tuple[Any, ...]:
     """A recipe (so that a fresh identical controller can be built) and its initial lr."""
     groups = draw(st.sampled_from([None, 2]))
     lr: float | tuple[float, ...] = (
-        draw(st.floats(1e-4, 1.0)) if groups is None
+        draw(st.floats(1e-4, 1.0))
+        if groups is None
         else tuple(draw(st.floats(1e-4, 1.0)) for _ in range(groups))
     )
     if groups is None:
