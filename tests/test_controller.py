@@ -9,6 +9,7 @@ import pickle
 import pytest
 
 from trainctl import (
+    CheckpointPolicy,
     Controller,
     EarlyStopping,
     ReduceLROnPlateau,
@@ -179,3 +180,22 @@ def test_statistics_and_reset() -> None:
     assert stats.policy_states[2].best == 1.0
     ctl.reset()
     assert ctl.rounds == 0 and ctl.states[2].best is None
+
+
+def test_reported_lr_must_match_the_param_groups() -> None:
+    ctl = Controller(ReduceLROnPlateau(), lr=(0.1, 0.01))
+    with pytest.raises(ValueError, match="'lr' has 3 values but the controller manages 2 rates"):
+        ctl.step({"val_loss": 1.0}, lr=(0.1, 0.01, 0.001))
+    with pytest.raises(ValueError, match="'lr' has a single rate but the controller manages 2"):
+        ctl.step({"val_loss": 1.0}, lr=0.1)
+
+
+def test_optimizer_step_epoch_is_validated_and_used() -> None:
+    ctl = make()
+    with pytest.raises(ValueError, match="'epoch' must be an int >= 0, got -3"):
+        ctl.optimizer_step({"loss": 0.1}, epoch=-3)
+    saver = Controller(CheckpointPolicy(every_n_steps=1, filename="e{epoch}-s{step}"))
+    assert saver.optimizer_step().save.name == "e1-s1"  # type: ignore[union-attr]
+    saver.step({})  # epoch 0 ends: later steps belong to epoch 1 ({epoch} is 1-based)
+    assert saver.optimizer_step().save.name == "e2-s2"  # type: ignore[union-attr]
+    assert saver.optimizer_step(epoch=7).save.name == "e8-s3"  # type: ignore[union-attr]

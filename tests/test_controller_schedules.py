@@ -125,3 +125,12 @@ def test_warmup_cosine_plateau_resume_is_exact(
     resumed = recipe()
     resumed.load_state_dict(json.loads(json.dumps(first.state_dict(), allow_nan=False)))
     assert head + run(resumed, stream[cut:]) == full
+
+
+def test_a_hand_changed_rate_under_a_schedule_warns_instead_of_vanishing() -> None:
+    s = cosine(0.1, total_steps=100)
+    ctl = Controller(ReduceLROnPlateau(patience=5), schedule=s)
+    ctl.step({"val_loss": 1.0}, lr=float(np.float32(s(0))))  # float32 readback: no warning
+    with pytest.warns(UserWarning, match="differs from the scheduled rate"):
+        ctl.step({"val_loss": 1.0}, lr=0.5)
+    assert ctl.optimizer_step().lr == s(1)  # the schedule owns the rate

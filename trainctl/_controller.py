@@ -263,8 +263,10 @@ class Controller:
         Args:
             metrics: name -> number (floats, ints, numpy scalars, one-element arrays/tensors).
             epoch: the 0-based epoch index this round belongs to (default: the round index).
-            lr: the rate the optimizer holds now, if the caller reads it back (a rate changed by
-                hand is then respected instead of overwritten).
+            lr: the rate the optimizer holds now, if the caller reads it back. Without a
+                schedule a rate changed by hand is adopted, not overwritten; with a schedule it
+                serves this round's plateau decision only and a differing rate warns (rounding
+                to float32, as a Keras variable holds it, is not a difference).
             time: training time in seconds, for time-based checkpoint policies.
         """
         if type(metrics) is not dict and not isinstance(metrics, Mapping):
@@ -317,6 +319,8 @@ class Controller:
         if self._step_policies:
             if epoch is None:
                 epoch = 0 if self._epoch is None else self._epoch + 1
+            elif isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+                raise ValueError(f"'epoch' must be an int >= 0, got {epoch!r}")
             obs: Observation = _new(
                 Observation,
                 ("optimizer_step", _NO_METRICS if metrics is None else metrics, epoch,
@@ -437,11 +441,30 @@ class Controller:
         return tuple(mins)
 
     def _adopt_lr(self, lr: LR) -> None:
-        if self._lr is not None and isinstance(lr, tuple) != isinstance(self._lr, tuple):
+        mine = self._lr
+        if mine is not None and (
+            isinstance(lr, tuple) != isinstance(mine, tuple)
+            or len(_as_tuple(lr)) != len(_as_tuple(mine))
+        ):
+            got = f"{len(lr)} values" if isinstance(lr, tuple) else "a single rate"
+            want = f"{len(mine)} rates" if isinstance(mine, tuple) else "a single rate"
             raise ValueError(
-                f"'lr' has {len(_as_tuple(lr))} values but the controller manages "
-                f"{len(_as_tuple(self._lr))}; report one rate per param group"
+                f"'lr' has {got} but the controller manages {want}; report one rate per "
+                "param group, in the shape given to Controller(lr=...)"
             )
+        if self._schedule is not None and mine is not None:
+            # the schedule owns the rate: a hand change cannot persist past the next tick
+            for got_i, want_i in zip(_as_tuple(lr), _as_tuple(mine), strict=True):
+                if abs(got_i - want_i) > 1e-6 * max(abs(want_i), 1e-12):
+                    warnings.warn(
+                        f"step(lr={lr!r}) differs from the scheduled rate {mine!r}: with a "
+                        "schedule the reported rate is used for this round's plateau decision "
+                        "only and the next tick sets the scheduled rate again; change the "
+                        "schedule (or its base rate) instead",
+                        UserWarning,
+                        stacklevel=3,
+                    )
+                    break
         self._lr = lr
 
     def _warn_missing(self, policy: Any, metrics: Mapping[str, Any]) -> None:
