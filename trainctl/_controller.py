@@ -170,6 +170,8 @@ class Controller:
         if base is not None:
             for p in plateaus:
                 p.min_lrs(len(base) if isinstance(base, tuple) else None)  # shape check, now
+        #: each group's floor under a schedule (the largest min_lr of the plateau policies)
+        self._mins: tuple[float, ...] | None = None if base is None else self._min_lrs(base)
         kinds = [_kind(p) for p in self._policies]
         self._round_policies = tuple(
             (i, p, k) for i, (p, k) in enumerate(zip(self._policies, kinds, strict=True))
@@ -195,6 +197,11 @@ class Controller:
     def schedule(self) -> Any:
         """The learning-rate schedule, or ``None``."""
         return self._schedule
+
+    @property
+    def schedule_clock(self) -> Clock:
+        """What the schedule's step counts: ``"optimizer_step"`` or ``"round"``."""
+        return self._schedule_clock
 
     def reset(self) -> None:
         """Forget all progress: initial states, clocks at zero, the initial learning rate."""
@@ -424,7 +431,8 @@ class Controller:
         value = float(sched(t))
         ref = float(sched.base_lr)
         scale = self._scale or (1.0,) * len(_as_tuple(base))
-        mins = self._min_lrs(base)
+        mins = self._mins
+        assert mins is not None
         out = []
         for b, s, lo in zip(_as_tuple(base), scale, mins, strict=True):
             # torch's LambdaLR rule; exact s(t) when the group runs at the schedule's own rate
