@@ -27,9 +27,9 @@ demo: $(VENV)/.core-installed  ## run the demo (numpy only, no ML framework)
 test: $(VENV)/.dev-installed  ## the whole test suite, with torch, keras and lightning
 	$(PY) -m pytest
 
-lint: $(VENV)/.dev-installed  ## ruff on everything, mypy --strict on the core
+lint: $(VENV)/.dev-installed  ## ruff on everything, mypy --strict on the core and the adapters
 	$(VENV)/bin/ruff check trainctl tests benchmarks examples
-	$(VENV)/bin/mypy --strict trainctl --exclude 'trainctl/adapters/'
+	$(VENV)/bin/mypy --strict trainctl
 
 bench: $(VENV)/.dev-installed  ## print the benchmark ratios
 	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
