@@ -18,6 +18,7 @@ printed. Target (issue 5): ratio <= 1.02. Run: python benchmarks/bench_torch_loo
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -141,7 +142,7 @@ def per_step_cost(n: int = 20_000) -> tuple[float, float]:
     opt = torch.optim.AdamW(net.parameters(), lr=LR)
     loss = torch.tensor(0.5)
     best = [float("inf"), float("inf")]
-    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+    warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
     for _ in range(REPEAT):
         sched = torch.optim.lr_scheduler.SequentialLR(
             opt,
