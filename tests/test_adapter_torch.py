@@ -368,3 +368,15 @@ def test_killed_run_resumes_to_the_same_end(
     assert files == sorted([*uninterrupted["kept"], "trainctl-manifest.json"]) or files == sorted(
         uninterrupted["kept"]
     ) + [n for n in files if n.endswith(".json")]
+
+
+def test_manual_save_writes_a_loadable_checkpoint(tmp_path: Path) -> None:
+    loop = _ckpt_loop(tmp_path)
+    loop.step({"val_loss": 1.0})
+    loop.save("manual.pt", delete=["epoch001.pt"])
+    assert [e.name for e in loop.store.entries] == ["manual.pt"]
+    fresh = _ckpt_loop(tmp_path, model=_model(seed=3))
+    fresh.resume("manual.pt")
+    assert fresh.controller.state_dict() == loop.controller.state_dict()
+    for k, t in loop.model.state_dict().items():
+        assert torch.equal(fresh.model.state_dict()[k], t)
