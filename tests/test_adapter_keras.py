@@ -254,6 +254,19 @@ def test_reduce_lr_in_fit(values: list[float | None], kwargs: dict[str, Any]) ->
     assert (ours_cb.wait, ours_cb.cooldown_counter) == (theirs_cb.wait, theirs_cb.cooldown_counter)
 
 
+@pytest.mark.parametrize("factor", [0.0, -0.5, 0.5])
+def test_reduce_lr_decision_reports_the_rate_really_set(factor: float) -> None:
+    # factor <= 0 is decided by the core with a stand-in factor; the decision must still tell
+    # the truth about the rate the optimizer got (Keras': max(lr * factor, min_lr))
+    theirs_cb = keras.callbacks.ReduceLROnPlateau(patience=1, factor=factor, min_lr=0.01)
+    ours_cb = tk.ReduceLROnPlateau(patience=1, factor=factor, min_lr=0.01)
+    theirs, ours = fit(theirs_cb, [1.0, 1.0]), fit(ours_cb, [1.0, 1.0])  # reduced at epoch 1
+    assert_same(theirs, ours, f"factor={factor}")
+    d = ours_cb.last_decision
+    assert d is not None and d.lr_changed
+    assert d.lr == pytest.approx(ours["final_lr"], rel=1e-6) and ours["final_lr"] < 0.05
+
+
 @pytest.mark.parametrize(
     ("kwargs", "epochs"),
     [

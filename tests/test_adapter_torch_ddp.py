@@ -7,7 +7,6 @@ instead of stalling the suite.
 from __future__ import annotations
 
 import json
-import math
 import socket
 import subprocess
 import sys
@@ -120,8 +119,7 @@ def test_a_rank_that_raises_does_not_leave_the_other_hanging(tmp_path: Path) -> 
         tmp_path / "rank1.error"
     ).read_text()
     assert codes[0] != 0, "rank 0 must fail, not finish alone or hang"
-    assert elapsed < LIMIT
-    assert not math.isnan(elapsed)
+    assert elapsed < 60, f"rank 0 took {elapsed:.0f} s to notice that rank 1 was gone"
 
 
 def test_single_process_needs_no_process_group() -> None:

@@ -61,7 +61,8 @@ Differences, all on inputs where Keras misbehaves or that the core refuses:
   Format fields must sit in the file name, not in the directory part of ``filepath``.
 - ``ReduceLROnPlateau(factor <= 0)`` (Keras accepts any factor below 1; the core's factor is in
   ``(0, 1)``): the core decides *when* with a stand-in factor of 0.5 and the adapter sets Keras'
-  ``max(old * factor, min_lr)``; the decision's ``lr`` then shows the stand-in rate.
+  ``max(old * factor, min_lr)``; ``last_decision.lr`` is the rate set, but the reason's message
+  names the stand-in's rate.
 - Values the core validates and Keras does not (a negative ``patience``, ``cooldown`` or
   ``min_lr``) raise the core's ``ValueError``.
 
@@ -426,11 +427,14 @@ class ReduceLROnPlateau(_OnePolicyCallback):
         if not decision.lr_changed:
             return
         new_rates = decision.lr if isinstance(decision.lr, tuple) else (decision.lr,)
+        applied = []
         for opt, old, new in zip(optimizers, rates, new_rates, strict=True):
+            if new is not None and new != old and self.factor <= 0:
+                # the core decided *when* with a stand-in factor; the rate is Keras'
+                new = max(old * self.factor, self.min_lr)
+            applied.append(new)
             if new is None or new == old:
                 continue
-            if self.factor <= 0:  # the core decided with a stand-in factor
-                new = max(old * self.factor, self.min_lr)
             opt.learning_rate = new
             if self.verbose > 0:
                 name_str = f" {opt.name}" if multi else ""
@@ -438,6 +442,10 @@ class ReduceLROnPlateau(_OnePolicyCallback):
                     f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing{name_str} "
                     f"learning rate to {new}."
                 )
+        if self.factor <= 0:  # report the rate really set, not the stand-in's
+            self.last_decision = decision._replace(
+                lr=tuple(applied) if multi else applied[0]
+            )
 
 
 # -- ModelCheckpoint ----------------------------------------------------------------------------
