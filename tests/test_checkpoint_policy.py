@@ -134,6 +134,22 @@ def test_every_seconds_uses_the_time_passed_in() -> None:
     assert ctl.states[0].last_time == 31.0
 
 
+def test_every_seconds_after_a_resume_counts_from_the_restarted_clock() -> None:
+    # adapters measure time from the start of each fit; after a resume it starts at 0 again
+    ctl = Controller(CheckpointPolicy(every_seconds=10.0, filename="t{step}"))
+    for t in (5.0, 10.0, 15.0, 20.0, 25.0, 30.0):
+        ctl.optimizer_step({}, time=t)
+    assert ctl.states[0].last_time == 30.0
+    resumed = Controller(CheckpointPolicy(every_seconds=10.0, filename="t{step}"))
+    resumed.load_state_dict(json.loads(json.dumps(ctl.state_dict())))
+    names = []
+    for t in (4.0, 9.0, 10.5, 16.0, 21.0):  # the new process's clock
+        d = resumed.optimizer_step({}, time=t)
+        names.append(None if d.save is None else d.save.name)
+    # without the restart rule nothing would be saved until the new clock passed 40 s
+    assert names == [None, None, "t9", None, "t11"]
+
+
 def test_every_seconds_without_time_is_a_clear_error() -> None:
     ctl = Controller(CheckpointPolicy(every_seconds=5))
     with pytest.raises(ValueError) as err:

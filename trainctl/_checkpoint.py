@@ -12,7 +12,9 @@ trigger                     clock            fires when
 ``every_n_epochs=n``        round            ``(epoch + 1) % n == 0``
 ``every_n_steps=n``         optimizer_step   ``optimizer_steps % n == 0``
 ``every_seconds=t``         optimizer_step   ``time - last_time >= t`` (``last_time`` starts at 0
-                                             and moves to ``time`` at every such trigger)
+                                             and moves to ``time`` at every such trigger; a
+                                             ``time`` below ``last_time`` is a restarted clock,
+                                             e.g. after a resume: ``time >= t``)
 ==========================  ===============  ==================================================
 
 If none of the three is given, ``every_n_epochs`` is 1 (Lightning's and Keras' default); a value
@@ -645,7 +647,10 @@ class CheckpointPolicy:
                     f"{label}: every_seconds={interval:g} needs the training time, but the "
                     f"observation has time={now!r}; pass time=... to Controller.optimizer_step"
                 )
-            elapsed = now - (last_time or 0.0)
+            # a time below the last trigger's means the clock restarted (a resumed run whose
+            # adapter counts from 0 again): count from that restart, as Lightning's timer does
+            since = last_time or 0.0
+            elapsed = now - since if now >= since else now
             if not elapsed >= interval:
                 return self._idle(_lazy(label, "skip_save", _m_idle_time, elapsed, interval)), state
             last_time = float(now)
