@@ -426,14 +426,16 @@ class ReduceLROnPlateau(_OnePolicyCallback):
         self.last_decision = decision
         if not decision.lr_changed:
             return
-        new_rates = decision.lr if isinstance(decision.lr, tuple) else (decision.lr,)
-        applied = []
+        lr = decision.lr
+        assert lr is not None  # a changed rate is a rate
+        new_rates = lr if isinstance(lr, tuple) else (lr,)
+        applied: list[float] = []
         for opt, old, new in zip(optimizers, rates, new_rates, strict=True):
-            if new is not None and new != old and self.factor <= 0:
+            if new != old and self.factor <= 0:
                 # the core decided *when* with a stand-in factor; the rate is Keras'
                 new = max(old * self.factor, self.min_lr)
             applied.append(new)
-            if new is None or new == old:
+            if new == old:
                 continue
             opt.learning_rate = new
             if self.verbose > 0:
