@@ -43,10 +43,14 @@ def main(directory: str) -> None:
         schedule=schedules.warmup(schedules.cosine(1e-2, total_steps=steps), warmup_steps=16),
     )
     callback = ControllerCallback(ctl, store=directory, verbose=1)
-    initial_epoch = callback.resume(model)
-    print(f"starting at epoch {initial_epoch}")
+    resumed = callback.resume(model)  # nothing to resume the first time
+    if resumed.stopped:
+        print(f"the run in {directory} had already stopped: nothing to train")
+    else:
+        print(f"starting at epoch {resumed.epoch + 1}")
+    # fit starts at resumed.epoch by itself (and trains nothing if the run had stopped)
     model.fit(x, y, validation_split=0.25, epochs=epochs, batch_size=batch_size,
-              initial_epoch=initial_epoch, shuffle=False, verbose=0, callbacks=[callback])
+              shuffle=False, verbose=0, callbacks=[callback])
     print(ctl.finish().explain())
     print("kept:", [e.name for e in callback.store.entries] if callback.store else [])
 

@@ -86,14 +86,14 @@ def train(
                           nn.Linear(64, 1))
     optimizer = torch.optim.AdamW(model.parameters(), lr=BASE_LR, weight_decay=1e-4)
     ctl = make_controller(steps_per_epoch)
-    progress = {"epoch": -1}  # saved with each checkpoint, handed back by resume()
-    loop = TorchController(ctl, model, optimizer, store=directory, extra_state=lambda: progress)
+    loop = TorchController(ctl, model, optimizer, store=directory)
     start = 0
     if resume:
-        extra = loop.resume()
-        if extra is not None:
-            start = int(extra["epoch"]) + 1
-            out(f"resumed after epoch {start} (controller at round {ctl.rounds}, lr {ctl.lr:.3g})")
+        resumed = loop.resume()  # model, optimizer, controller, best weights and random states
+        start = resumed.epoch
+        if not resumed.fresh:
+            out(f"resumed from {resumed.checkpoint}: epochs 1-{start} are done "
+                f"(lr {optimizer.param_groups[0]['lr']:.3g})")
     loss_fn = nn.BCEWithLogitsLoss()
     history: list[dict[str, Any]] = []
     decision = loop.last_decision
@@ -117,7 +117,6 @@ def train(
         with torch.no_grad():
             val_loss = loss_fn(model(xva).squeeze(1), yva).item()
             acc = ((model(xva).squeeze(1) > 0).float() == yva).float().mean().item()
-        progress["epoch"] = epoch
         decision = loop.step({"val_loss": val_loss, "val_acc": acc}, epoch=epoch)
         history.append({"epoch": epoch, "val_loss": val_loss, "lr": optimizer.param_groups[0]["lr"],
                         "events": [r.event for r in decision.reasons]})

@@ -90,10 +90,11 @@ def run(
     model = make_model()
     cb = tk.ControllerCallback(make_controller(), store=directory)
     if resume:
-        initial_epoch = cb.resume(model)
+        # fit starts where the run stopped by itself: no initial_epoch needed
+        initial_epoch = cb.resume(model).epoch
     rates = Rates()
     history = model.fit(
-        X, Y, batch_size=8, epochs=epochs, initial_epoch=initial_epoch, shuffle=False, verbose=0,
+        X, Y, batch_size=8, epochs=epochs, shuffle=False, verbose=0,
         callbacks=[Script(VAL), cb, rates],
     )
     return {
@@ -133,7 +134,7 @@ def test_warmup_cosine_plateau_stop_and_checkpoints_in_one_fit(tmp_path: Path) -
     # the store keeps the two best and last, plus the best weights for a resume
     kept = {c.name for c in ctl.states[2].kept}
     assert len(kept) == 2
-    assert set(out["files"]) == kept | {"last.weights.h5", tk.BEST_WEIGHTS_NAME,
+    assert set(out["files"]) == kept | {"last.weights.h5", "trainctl-best.npz",
                                         "trainctl-manifest.json"}
     # History's learning_rate is the rate in use at each epoch end
     assert len(out["epoch_rates"]) == out["epochs"]
@@ -158,7 +159,8 @@ def test_interrupted_fit_resumes_exactly(tmp_path: Path, interrupt_after: int) -
 
 def test_resume_with_an_empty_store_starts_at_zero(tmp_path: Path) -> None:
     cb = tk.ControllerCallback(make_controller(), store=tmp_path)
-    assert cb.resume(make_model()) == 0
+    resumed = cb.resume(make_model())
+    assert resumed.fresh and resumed.epoch == 0 and not resumed.stopped
 
 
 def test_keras_schedule_in_the_optimizer_is_refused(tmp_path: Path) -> None:

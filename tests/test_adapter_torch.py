@@ -190,8 +190,9 @@ def test_checkpoint_round_trip_restores_controller_optimizer_and_extra(tmp_path:
         loop.step({"val_loss": v})
     assert [e.name for e in loop.store.entries] == ["epoch002.pt"]
     fresh = _ckpt_loop(tmp_path, model=_model(seed=1))
-    extra = fresh.resume()
-    assert extra is not None and extra["epoch"] == 7
+    resumed = fresh.resume()
+    assert resumed.checkpoint == "epoch002.pt" and resumed.epoch == 2 and not resumed.stopped
+    assert resumed.extra is not None and resumed.extra["epoch"] == 7
     assert fresh.controller.state_dict() != loop.controller.state_dict()  # saved at round 2
     ref = _ckpt_loop(tmp_path / "ref")
     ref.controller.load_state_dict(loop.store.load_state("epoch002.pt"))
@@ -207,7 +208,8 @@ def test_checkpoint_round_trip_restores_controller_optimizer_and_extra(tmp_path:
 
 def test_resume_with_an_empty_store_is_a_fresh_start(tmp_path: Path) -> None:
     loop = _ckpt_loop(tmp_path)
-    assert loop.resume() is None and loop.controller.rounds == 0
+    resumed = loop.resume()
+    assert resumed.fresh and resumed.epoch == 0 and loop.controller.rounds == 0
 
 
 def test_checkpoint_of_another_model_is_rejected(tmp_path: Path) -> None:

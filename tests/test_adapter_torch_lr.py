@@ -95,12 +95,17 @@ def random_config(rng: np.random.Generator) -> Config:
         return pick(rng, [0.0, 0.0, lr, lr * factor**k, lr * factor ** (k + 0.5), lr * 2, 1e-7])
 
     eps_options = [None, None, 0.0, 1e-12, 1e-3, 0.05, 1.0, lrs[0] * (1 - factor)]
+    mode = "min" if rng.random() < 0.5 else "max"
+    threshold = pick(rng, [*DELTAS, 0.9, 1.0, 1.5, -0.1])
+    threshold_mode = "rel" if rng.random() < 0.5 else "abs"
+    if mode == "min" and threshold_mode == "rel" and threshold >= 1.0:
+        threshold = 0.9  # refused by trainctl (see test_arguments_torch_accepts_but_...)
     return Config(
-        mode="min" if rng.random() < 0.5 else "max",
+        mode=mode,  # type: ignore[arg-type]
         factor=factor,
         patience=int(rng.choice([0, 0, 1, 2, 3, 5])),
-        threshold=pick(rng, [*DELTAS, 0.9, 1.0, 1.5, -0.1]),
-        threshold_mode="rel" if rng.random() < 0.5 else "abs",
+        threshold=threshold,
+        threshold_mode=threshold_mode,  # type: ignore[arg-type]
         cooldown=int(rng.choice([0, 0, 1, 2, 4])),
         min_lr=(
             (min_lr_for(lrs[0]), min_lr_for(lrs[1]))
@@ -376,7 +381,8 @@ def test_last_decision_explains() -> None:
     mine.step(1.0)
     assert mine.last_decision is not None and mine.last_decision.reason.event == "improved"
     mine.step(1.0)
-    assert mine.last_decision.reduced and mine.last_decision.lr == (0.05, 0.15)
+    assert mine.last_decision.reduced and mine.last_decision.lr_factor == (0.5, 0.5)
+    assert mine.get_last_lr() == [0.05, 0.15]
     assert "0.1" in str(mine.last_decision.reason)
 
 
@@ -430,9 +436,8 @@ def test_validation_like_torch(kwargs: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "name"),
     [
-        ({"factor": 0.0}, ValueError, "factor"),
-        ({"factor": -0.5}, ValueError, "factor"),
         ({"factor": math.nan}, ValueError, "factor"),
+        ({"threshold": 1.0, "threshold_mode": "rel"}, ValueError, "min_delta.*mode='min'"),
         ({"patience": -1}, ValueError, "patience"),
         ({"patience": 2.5}, TypeError, "patience"),
         ({"cooldown": -1}, ValueError, "cooldown"),
@@ -451,6 +456,12 @@ def test_arguments_torch_accepts_but_the_core_cannot_express(
     TorchPlateau(make_optimizer([0.1, 0.3]), **kwargs)
     with pytest.raises(error, match=name):
         ReduceLROnPlateau(make_optimizer([0.1, 0.3]), **kwargs)
+
+
+@pytest.mark.parametrize("factor", [0.0, -0.5])
+def test_a_factor_at_or_below_zero_goes_straight_to_min_lr_as_in_torch(factor: float) -> None:
+    cfg = Config(patience=1, factor=factor, min_lr=(1e-3, 0.0))
+    run_side_by_side(cfg, [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5])
 
 
 def test_whole_float_counts_are_accepted() -> None:
@@ -512,7 +523,7 @@ configs = st.builds(
     ),
     eps=st.sampled_from([None, 0.0, 1e-2]),
     lrs=st.just((0.1, 0.3)),
-)
+).filter(lambda c: not (c.mode == "min" and c.threshold_mode == "rel" and c.threshold >= 1.0))
 metric_values = st.lists(
     st.one_of(
         st.sampled_from([0.0, 1.0, -1.0, 0.9, 1.1, 0.5, math.nan, math.inf, -math.inf]),
@@ -561,7 +572,7 @@ def test_load_state_dict_is_validated_and_atomic() -> None:
         {"mode": "sideways"},
         {"num_bad_epochs": -1},
         {"num_bad_epochs": "two"},
-        {"factor": 0.0},
+        {"factor": 1.5},
         {"threshold_mode": 3},
     ):
         bad = {**before, **bad}

@@ -6,15 +6,15 @@ behind ``decision = ctl.step(metrics)``; thin adapters in ``trainctl.adapters`` 
 out in Keras, PyTorch and Lightning. ``import trainctl`` imports no ML framework.
 """
 
-from . import schedules, storage
+from . import effects, schedules, storage
 from ._checkpoint import CheckpointDecision, CheckpointPolicy, CheckpointState, KeptCheckpoint
-from ._controller import Controller, ControllerStatistics, simulate
-from ._decisions import Decision, Reason, SaveRequest
+from ._controller import Controller, ControllerStatistics, StoppedDetail, simulate
+from ._decisions import EVENTS, Decision, Reason, SaveRequest, epoch_text
 from ._early_stopping import EarlyStopping, EarlyStoppingDecision, EarlyStoppingState
-from ._monitor import Comparison, MetricNotFoundError, infer_direction, read_metric
+from ._monitor import Comparison, MetricNotFoundError, Monitor, infer_direction, read_metric
 from ._nan import NaNDecision, NaNState, TerminateOnNaN
 from ._plateau import PlateauDecision, PlateauState, ReduceLROnPlateau
-from ._policy import Observation, Policy
+from ._policy import DECISION_FIELDS, Observation, Policy
 from ._state import StateError
 from .storage import (
     CheckpointEntry,
@@ -28,6 +28,8 @@ from .storage import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DECISION_FIELDS",
+    "EVENTS",
     "CheckpointDecision",
     "CheckpointEntry",
     "CheckpointPolicy",
@@ -45,6 +47,7 @@ __all__ = [
     "EarlyStoppingState",
     "KeptCheckpoint",
     "MetricNotFoundError",
+    "Monitor",
     "NaNDecision",
     "NaNState",
     "Observation",
@@ -56,8 +59,11 @@ __all__ = [
     "ReduceLROnPlateau",
     "SaveRequest",
     "StateError",
+    "StoppedDetail",
     "TerminateOnNaN",
     "__version__",
+    "effects",
+    "epoch_text",
     "infer_direction",
     "read_metric",
     "schedules",

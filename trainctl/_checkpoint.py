@@ -65,11 +65,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import attrs
-import numpy as np
 
-from ._decisions import Reason, SaveRequest
-from ._monitor import Comparison, Direction, MetricNotFoundError, coerce_metric, infer_direction
-from ._policy import Clock, Observation, compact_repr, config_to_dict
+from ._config import compact_repr, config_to_dict, rebuild_reduce
+from ._decisions import Reason, SaveRequest, number_text
+from ._monitor import Direction, Monitor, coerce_metric, present_keys
+from ._names import name_problem
+from ._numbers import to_float32
+from ._policy import Clock, Observation
 from ._state import (
     StateError,
     decode_float,
@@ -78,20 +80,12 @@ from ._state import (
     encode_float,
     require_keys,
 )
-from ._validation import finite, ge, integer, one_of, optional
+from ._validation import boolean, finite, ge, integer, one_of, optional, plain
 
 __all__ = ["CheckpointDecision", "CheckpointPolicy", "CheckpointState", "KeptCheckpoint"]
 
-_new = tuple.__new__
-
-
-def _g(x: float | None) -> str:
-    return "None" if x is None else f"{x:.6g}"
-
-
-def _lazy(source: str, event: str, render: Callable[..., str], *args: Any) -> Reason:
-    reason: Reason = _new(Reason, (source, event, render, args))
-    return reason
+_g = number_text
+_lazy = Reason.lazy
 
 
 # -- value types --------------------------------------------------------------------------------
@@ -170,18 +164,6 @@ _CONVERSIONS: dict[str | None, Callable[[Any], Any]] = {
 Template = tuple[tuple[str, str | None, str, str | None], ...]
 
 
-def _name_problem(name: str) -> str | None:
-    if not name:
-        return "must not be empty"
-    if "\x00" in name:
-        return "must not contain NUL"
-    if "/" in name or "\\" in name:
-        return "must not contain '/' or '\\' (checkpoints live in one directory)"
-    if name in (".", ".."):
-        return "must not be '.' or '..'"
-    return None
-
-
 def _parse_template(filename: object) -> Template:
     if not isinstance(filename, str):
         raise TypeError(f"'filename' must be a str, got {type(filename).__name__} {filename!r}")
@@ -195,9 +177,11 @@ def _parse_template(filename: object) -> Template:
         ) from None
     out = []
     for literal, field, spec, conversion in parts:
-        problem = _name_problem(literal) if literal else None
-        if problem is not None and problem != "must not be '.' or '..'":
-            raise ValueError(f"'filename' {problem}, got {filename!r}")
+        if any(c in literal for c in ("/", "\\", "\x00")):
+            raise ValueError(
+                "'filename' must not contain '/', '\\' or NUL (checkpoints live in one "
+                f"directory), got {filename!r}"
+            )
         if field is not None:
             if field == "" or field.isdigit():
                 raise ValueError(
@@ -223,6 +207,45 @@ def _parse_template(filename: object) -> Template:
                 ) from None
         out.append((literal, field, spec or "", conversion))
     return tuple(out)
+
+
+def _format_template(
+    template: Template, metrics: Mapping[str, Any], *, epoch: int, step: int, sample: bool = False
+) -> str:
+    """Fill ``template`` (see :func:`_parse_template`); ``sample``: every metric reads 1.0."""
+    out = []
+    for literal, field, spec, conversion in template:
+        out.append(literal)
+        if field is None:
+            continue
+        value: Any
+        if field == "epoch":
+            value = epoch + 1
+        elif field == "step":
+            value = step
+        elif sample:
+            value = 1.0
+        else:
+            raw = metrics.get(field, _ABSENT)
+            if raw is _ABSENT:
+                raise ValueError(
+                    f"'filename' field {field!r} is not in the metrics (present: "
+                    f"{', '.join(map(repr, metrics)) or 'none'})"
+                )
+            try:
+                value = raw if raw.__class__ is float else coerce_metric(field, raw)
+            except TypeError as exc:
+                raise ValueError(f"'filename' field {field!r}: {exc}") from None
+        try:
+            out.append(format(_CONVERSIONS[conversion](value), spec))
+        except ValueError as exc:
+            raise ValueError(
+                f"'filename' field {field!r} cannot format {value!r} with {spec!r} ({exc})"
+            ) from None
+    return "".join(out)
+
+
+_ABSENT: Any = object()
 
 
 def _check_extension(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
@@ -258,12 +281,9 @@ def _m_idle_clock(clock: str) -> str:
     return f"this policy does not save on the {clock!r} clock"
 
 
-def _m_missing(monitor: str, keys: tuple[str, ...], last: str | None) -> str:
+def _m_missing(monitor: str, keys: str, last: str | None) -> str:
     tail = f"; write {last}" if last else ""
-    return (
-        f"{monitor!r} not in metrics (present: {', '.join(keys) or 'none'}); "
-        f"nothing saved{tail}"
-    )
+    return f"{monitor!r} not in metrics (present: {keys}); nothing saved{tail}"
 
 
 def _why(kind: str, monitor: str | None, v: float | None, a: Any, b: Any) -> str:
@@ -275,8 +295,7 @@ def _why(kind: str, monitor: str | None, v: float | None, a: Any, b: Any) -> str
         return f"{monitor} {_g(v)} is the new best, previous {_g(a)}"
     if kind == "missing_saved":
         return (
-            f"{monitor!r} not in metrics (present: {', '.join(a) or 'none'}); "
-            "saved anyway, as Keras does"
+            f"{monitor!r} not in metrics (present: {a}); saved anyway, as Keras does"
         )
     if kind == "fewer":
         return f"{monitor} {_g(v)}: fewer than {a} in the best set"
@@ -412,37 +431,40 @@ class CheckpointPolicy:
         default="auto", kw_only=True, validator=one_of("min", "max", "auto")
     )
     filename: str = attrs.field(default="epoch{epoch:03d}", kw_only=True)
-    save_best_only: bool = attrs.field(default=False, kw_only=True)
-    save_top_k: int | None = attrs.field(
-        default=None, kw_only=True, validator=optional(integer, ge(-1))
+    save_best_only: bool = attrs.field(
+        default=False, kw_only=True, converter=plain, validator=boolean
     )
-    save_last: bool = attrs.field(default=False, kw_only=True)
+    save_top_k: int | None = attrs.field(
+        default=None, kw_only=True, converter=plain, validator=optional(integer, ge(-1))
+    )
+    save_last: bool = attrs.field(default=False, kw_only=True, converter=plain, validator=boolean)
     every_n_epochs: int | None = attrs.field(
-        default=None, kw_only=True, validator=optional(integer, ge(0))
+        default=None, kw_only=True, converter=plain, validator=optional(integer, ge(0))
     )
     every_n_steps: int | None = attrs.field(
-        default=None, kw_only=True, validator=optional(integer, ge(0))
+        default=None, kw_only=True, converter=plain, validator=optional(integer, ge(0))
     )
     every_seconds: float | None = attrs.field(
-        default=None, kw_only=True, validator=optional(finite, ge(0.0))
+        default=None, kw_only=True, converter=plain, validator=optional(finite, ge(0.0))
     )
     keep_last_n: int | None = attrs.field(
-        default=None, kw_only=True, validator=optional(integer, ge(1))
+        default=None, kw_only=True, converter=plain, validator=optional(integer, ge(1))
     )
     keep_every_n_epochs: int | None = attrs.field(
-        default=None, kw_only=True, validator=optional(integer, ge(1))
+        default=None, kw_only=True, converter=plain, validator=optional(integer, ge(1))
     )
     initial_value_threshold: float | None = attrs.field(
-        default=None, kw_only=True, validator=optional(finite)
+        default=None, kw_only=True, converter=plain, validator=optional(finite)
     )
     extension: str = attrs.field(default="", kw_only=True, validator=_check_extension)
-    strict: bool = attrs.field(default=False, kw_only=True)
+    strict: bool = attrs.field(default=False, kw_only=True, converter=plain, validator=boolean)
     precision: Literal["float64", "float32"] = attrs.field(
         default="float64", kw_only=True, validator=one_of("float64", "float32")
     )
     direction: Direction | None = attrs.field(init=False)
+    monitoring: Monitor | None = attrs.field(init=False, repr=False, eq=False)
+    """The :class:`~trainctl.Monitor` that ranks checkpoints (``None`` without a monitor)."""
     _template: Template = attrs.field(init=False, repr=False, eq=False)
-    _cmp: Comparison | None = attrs.field(init=False, repr=False, eq=False)
     _label: str = attrs.field(init=False, repr=False, eq=False)
     _clocks: frozenset[Clock] = attrs.field(init=False, repr=False, eq=False)
     _epoch_n: int = attrs.field(init=False, repr=False, eq=False)
@@ -472,6 +494,18 @@ class CheckpointPolicy:
             raise ValueError(
                 "every_n_epochs, every_n_steps and every_seconds are mutually exclusive trigger "
                 f"kinds; got {', '.join(given)}"
+            )
+        if not given and (steps is not None or epochs is not None):
+            raise ValueError(
+                "no trigger can fire: "
+                + ", ".join(
+                    f"{name}={value!r}"
+                    for name, value in (("every_n_epochs", self.every_n_epochs),
+                                        ("every_n_steps", steps))
+                    if value is not None
+                )
+                + " (0 switches a trigger off); give every_n_epochs, every_n_steps or "
+                "every_seconds a positive value"
             )
         set_attr(self, "_epoch_n", epochs or 0)
         set_attr(self, "_step_n", steps or 0)
@@ -514,10 +548,23 @@ class CheckpointPolicy:
         )
         set_attr(self, "_keep_all", keep_all)
         last = f"last{self.extension}" if self.save_last else None
-        problem = None if last is None else _name_problem(last)
-        if problem is not None:  # pragma: no cover - extension is validated
-            raise ValueError(f"checkpoint name {last!r} {problem}")
+        problem = None if last is None else name_problem(last)
+        if problem is not None:
+            raise ValueError(
+                f"the save_last name {last!r} {problem} (extension={self.extension!r})"
+            )
         set_attr(self, "_last_name", last)
+        # the store's name rule, on the template's fixed parts: a name that could never be
+        # written is refused now, not at the first save in the middle of training
+        sample = _format_template(
+            self._template, {}, epoch=0, step=0, sample=True
+        ) + self.extension
+        problem = name_problem(sample)
+        if problem is not None:
+            raise ValueError(
+                f"'filename' {self.filename!r} with extension {self.extension!r} gives names such "
+                f"as {sample!r}, and a checkpoint name {problem}"
+            )
         if (
             last is not None
             and all(f is None for _, f, _, _ in self._template)
@@ -527,15 +574,17 @@ class CheckpointPolicy:
                 f"'filename' {self.filename!r} gives {last!r}, the name save_last uses"
             )
         # monitor
-        if self.monitor is None:
-            direction: Direction | None = None
-            cmp = None
-        else:
-            direction = infer_direction(self.monitor) if self.mode == "auto" else self.mode
-            cmp = Comparison(direction=direction, precision=self.precision)
-        set_attr(self, "direction", direction)
-        set_attr(self, "_cmp", cmp)
-        set_attr(self, "_label", f"CheckpointPolicy({self.monitor or 'latest'})")
+        label = f"CheckpointPolicy({self.monitor or 'latest'})"
+        monitoring = None
+        if self.monitor is not None:
+            monitoring = Monitor(
+                self.monitor, mode=self.mode, precision=self.precision, strict=self.strict
+            )
+        set_attr(self, "direction", None if monitoring is None else monitoring.direction)
+        set_attr(self, "monitoring", monitoring)
+        set_attr(self, "_label", label)
+
+    __reduce__ = rebuild_reduce
 
     @property
     def label(self) -> str:
@@ -557,38 +606,14 @@ class CheckpointPolicy:
         Raises ``ValueError`` naming the field if a metric the template needs is absent or not
         a number, and naming the result if it would leave the checkpoint directory.
         """
-        out = []
-        for literal, field, spec, conversion in self._template:
-            out.append(literal)
-            if field is None:
-                continue
-            value: Any
-            if field == "epoch":
-                value = epoch + 1
-            elif field == "step":
-                value = step
-            else:
-                try:
-                    raw = metrics[field]
-                except KeyError:
-                    raise ValueError(
-                        f"'filename' field {field!r} is not in the metrics (present: "
-                        f"{', '.join(map(repr, metrics)) or 'none'}); filename={self.filename!r}"
-                    ) from None
-                try:
-                    value = raw if raw.__class__ is float else coerce_metric(field, raw)
-                except TypeError as exc:
-                    raise ValueError(f"'filename' field {field!r}: {exc}") from None
-            try:
-                out.append(format(_CONVERSIONS[conversion](value), spec))
-            except ValueError as exc:
-                raise ValueError(
-                    f"'filename' field {field!r} cannot format {value!r} with {spec!r} ({exc})"
-                ) from None
-        name = "".join(out) + self.extension
-        problem = _name_problem(name)
+        try:
+            body = _format_template(self._template, metrics, epoch=epoch, step=step)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; filename={self.filename!r}") from None
+        name = body + self.extension
+        problem = name_problem(name)
         if problem is not None:
-            raise ValueError(f"checkpoint name {name!r} {problem}")
+            raise ValueError(f"checkpoint name {name!r} {problem} (filename={self.filename!r})")
         if name == self._last_name:
             raise ValueError(f"checkpoint name {name!r} is the name save_last uses")
         return name
@@ -600,12 +625,12 @@ class CheckpointPolicy:
         worst = math.inf if self.direction != "max" else -math.inf
         if score is None or score != score:
             return worst
-        return float(np.float32(score)) if self.precision == "float32" else score
+        return to_float32(score) if self.precision == "float32" else score
 
     def _better(self, a: float | None, b: float | None) -> bool:
-        cmp = self._cmp
-        assert cmp is not None
-        return cmp.improves(self._rank(a), self._rank(b))
+        monitoring = self.monitoring
+        assert monitoring is not None
+        return bool(monitoring.improves(self._rank(a), self._rank(b)))
 
     def _worst_ranked(self, ranked: list[KeptCheckpoint]) -> KeptCheckpoint:
         if self.direction is None:  # no monitor: the oldest goes first
@@ -623,7 +648,7 @@ class CheckpointPolicy:
         self, state: CheckpointState, obs: Observation
     ) -> tuple[CheckpointDecision, CheckpointState]:
         """One call on a clock (see the module docstring for the rules)."""
-        clock = obs[0]
+        clock = obs.clock
         label = self._label
         if clock not in self._clocks:
             return self._idle(_lazy(label, "skip_save", _m_idle_clock, clock)), state
@@ -657,46 +682,30 @@ class CheckpointPolicy:
         return self._trigger(state, obs, last_time)
 
     def _idle(self, reason: Reason) -> CheckpointDecision:
-        decision: CheckpointDecision = _new(
-            CheckpointDecision, (False, None, (), False, None, reason)
-        )
-        return decision
+        return _decision(reason=reason)
 
     def _trigger(
         self, state: CheckpointState, obs: Observation, last_time: float | None
     ) -> tuple[CheckpointDecision, CheckpointState]:
         label = self._label
         monitor = self.monitor
-        metrics = obs[1]
+        metrics = obs.metrics
         triggers = state.triggers + 1
         last_name = self._last_name
-        last = None if last_name is None else SaveRequest(last_name, False, None)
         v: float | None = None
         missing = False
-        if monitor is not None:
-            try:
-                raw = metrics[monitor]
-            except KeyError:
-                missing = True
-            else:
-                v = raw if raw.__class__ is float else coerce_metric(monitor, raw)
-                if last is not None:
-                    last = SaveRequest(last.name, False, v)
+        monitoring = self.monitoring
+        if monitoring is not None:
+            v = monitoring.read(metrics, label)  # strict: raises naming the keys present
+            missing = v is None
+        last = None if last_name is None else SaveRequest(name=last_name, is_best=False, score=v)
         if missing:
             assert monitor is not None
-            if self.strict:
-                raise MetricNotFoundError(
-                    f"{label}: metric {monitor!r} is not in this call's metrics; "
-                    f"present: {', '.join(map(repr, metrics)) or 'none'}"
-                )
             if not self.save_best_only:
                 new = state._replace(triggers=triggers, last_time=last_time)
-                reason = _lazy(label, "missing_metric", _m_missing, monitor, tuple(metrics),
-                               last_name)
-                decision: CheckpointDecision = _new(
-                    CheckpointDecision, (False, None, (), False, last, reason)
-                )
-                return decision, new
+                reason = _lazy(label, "missing_metric", _m_missing, monitor,
+                               present_keys(metrics), last_name)
+                return _decision(last=last, reason=reason), new
         if self.save_top_k == 0 and not self._keep_all and not (
             self.keep_last_n or self.keep_every_n_epochs
         ):
@@ -706,8 +715,7 @@ class CheckpointPolicy:
                 reason = _lazy(label, "skip_save", _why, "top0", None, None, None, None)
             else:
                 reason = _lazy(label, "skip_save", _m_skip_last, last_name)
-            decision = _new(CheckpointDecision, (False, None, (), False, last, reason))
-            return decision, new
+            return _decision(last=last, reason=reason), new
 
         epoch, step = obs.epoch, obs.optimizer_steps
         name = self.format_name(metrics, epoch=epoch, step=step)
@@ -724,13 +732,13 @@ class CheckpointPolicy:
             ref = best if best is not None else threshold
             if missing:
                 save = True
-                why = ("missing_saved", monitor, None, tuple(metrics), None)
+                why = ("missing_saved", monitor, None, present_keys(metrics), None)
             else:
-                assert self._cmp is not None and v is not None
+                assert monitoring is not None and v is not None
                 if ref is None:
                     save = True
                     why = ("first", monitor, v, None, None)
-                elif self._cmp.improves(v, ref):
+                elif monitoring.improves(v, ref):
                     save = True
                     why = (
                         ("new_best", monitor, v, best, None)
@@ -789,11 +797,12 @@ class CheckpointPolicy:
         if not save:
             new = state._replace(triggers=triggers, last_time=last_time)
             reason = _lazy(label, "skip_save", _m_trigger, name, False, why, None, (), last_name)
-            decision = _new(CheckpointDecision, (False, None, (), False, last, reason))
-            return decision, new
+            return _decision(last=last, reason=reason), new
 
         index = state.saves
-        entry = KeptCheckpoint(name, v, epoch, step, index, enters)
+        entry = KeptCheckpoint(
+            name=name, score=v, epoch=epoch, step=step, order=index, ranked=enters
+        )
         overwritten: int | None = None
         pool: list[KeptCheckpoint] = []
         for c in kept:
@@ -821,17 +830,18 @@ class CheckpointPolicy:
             pool = survivors
         if is_best:
             best = v
-        new = CheckpointState(tuple(pool), best, index + 1, triggers, step, last_time)
+        new = CheckpointState(
+            kept=tuple(pool), best=best, saves=index + 1, triggers=triggers,
+            last_save_step=step, last_time=last_time,
+        )
         delete = tuple(n for n, _ in deletes)
         # a Keras-style save without the monitor still says missing_metric: the Controller warns
         event = "missing_metric" if missing else "save"
         reason = _lazy(label, event, _m_trigger, name, True, why, overwritten, tuple(deletes),
                        last_name)
-        decision = _new(
-            CheckpointDecision,
-            (False, SaveRequest(name, is_best, v), delete, is_best, last, reason),
-        )
-        return decision, new
+        save_request = SaveRequest(name=name, is_best=is_best, score=v)
+        return _decision(save=save_request, delete=delete, is_best=is_best, last=last,
+                         reason=reason), new
 
     def _release_reason(
         self, c: KeptCheckpoint, evict: KeptCheckpoint | None, was_recent: set[int]
@@ -890,7 +900,7 @@ class CheckpointPolicy:
             name = e["name"]
             if not isinstance(name, str):
                 raise StateError(f"{at}.name: expected a string, got {name!r}")
-            problem = _name_problem(name)
+            problem = name_problem(name)
             if problem is not None:
                 raise StateError(f"{at}.name: a checkpoint name {problem}, got {name!r}")
             if name in names:
@@ -907,12 +917,12 @@ class CheckpointPolicy:
                 raise StateError(f"{at}.ranked: expected a bool, got {ranked!r}")
             kept.append(
                 KeptCheckpoint(
-                    name,
-                    decode_float(e["score"], where=f"{at}.score"),
-                    _non_negative(e["epoch"], f"{at}.epoch"),
-                    _non_negative(e["step"], f"{at}.step"),
-                    index,
-                    ranked,
+                    name=name,
+                    score=decode_float(e["score"], where=f"{at}.score"),
+                    epoch=_non_negative(e["epoch"], f"{at}.epoch"),
+                    step=_non_negative(e["step"], f"{at}.step"),
+                    order=index,
+                    ranked=ranked,
                 )
             )
         last_save_step = decode_optional_int(d["last_save_step"], where=f"{where}.last_save_step")
@@ -922,12 +932,12 @@ class CheckpointPolicy:
         if last_time is not None and not math.isfinite(last_time):
             raise StateError(f"{where}.last_time: must be finite, got {last_time!r}")
         return CheckpointState(
-            tuple(kept),
-            decode_float(d["best"], where=f"{where}.best"),
-            saves,
-            triggers,
-            last_save_step,
-            last_time,
+            kept=tuple(kept),
+            best=decode_float(d["best"], where=f"{where}.best"),
+            saves=saves,
+            triggers=triggers,
+            last_save_step=last_save_step,
+            last_time=last_time,
         )
 
     def config_dict(self) -> dict[str, Any]:
@@ -935,6 +945,19 @@ class CheckpointPolicy:
 
     def __repr__(self) -> str:
         return compact_repr(self)
+
+
+def _decision(
+    *,
+    reason: Reason,
+    save: SaveRequest | None = None,
+    delete: tuple[str, ...] = (),
+    is_best: bool = False,
+    last: SaveRequest | None = None,
+) -> CheckpointDecision:
+    return CheckpointDecision(
+        stop=False, save=save, delete=delete, is_best=is_best, last=last, reason=reason
+    )
 
 
 def _non_negative(value: object, where: str) -> int:

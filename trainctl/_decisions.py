@@ -15,7 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
-__all__ = ["EVENTS", "Decision", "Reason", "SaveRequest"]
+__all__ = [
+    "EVENTS",
+    "Decision",
+    "Reason",
+    "SaveRequest",
+    "epoch_text",
+    "lazy_reason",
+    "make_decision",
+    "number_text",
+    "reasons_of",
+]
 
 #: Every ``Reason.event`` trainctl emits.
 EVENTS = frozenset(
@@ -36,64 +46,97 @@ EVENTS = frozenset(
         "finite",  # TerminateOnNaN: checked, fine
         "save",  # checkpoints
         "skip_save",
+        "note",  # a user policy's plain-string reason
     }
 )
+
+
+def epoch_text(index: int | None) -> str:
+    """How every message names an epoch: 1-based, as Keras prints it and ``{epoch}`` in file
+    names counts (``epoch_text(0) == "epoch 1"``). Attributes that mirror a framework's keep that
+    framework's convention; text a person reads uses this.
+    """
+    return "no epoch" if index is None else f"epoch {index + 1}"
+
+
+def number_text(x: float | None) -> str:
+    """A metric value in a message: six significant digits (``"None"`` for no value)."""
+    return "None" if x is None else f"{x:.6g}"
 
 
 def _text(message: str) -> str:
     return message
 
 
-class Reason(tuple[str, str, Callable[..., str], tuple[Any, ...]]):
+_tuple_new = tuple.__new__
+
+
+def lazy_reason(source: str, event: str, render: Callable[..., str], *args: Any) -> Reason:
+    """:meth:`Reason.lazy` as a plain function: the policies' hot paths call this one."""
+    reason: Reason = _tuple_new(Reason, (source, event, render, args))
+    return reason
+
+
+class _ReasonFields(NamedTuple):
+    source: str
+    event: str
+    render: Callable[..., str]
+    args: tuple[Any, ...]
+
+
+class Reason(_ReasonFields):
     """Why a policy did what it did.
 
     Attributes:
         source: the policy, e.g. ``"EarlyStopping(val_loss)"``.
-        event: a machine-readable tag, one of :data:`EVENTS`.
+        event: a machine-readable tag, one of :data:`EVENTS` (a policy of your own may use its
+            own).
         message: one human-readable sentence with the numbers behind the decision.
 
     ``Reason(source, event, message)`` builds one from a finished message; policies build theirs
-    with :meth:`lazy` so that the message is only formatted when it is read.
+    with :meth:`lazy` so that the message is only formatted when it is read. Two reasons are
+    equal when their source, event and message are.
     """
 
     __slots__ = ()
 
     def __new__(cls, source: str, event: str, message: str) -> Reason:
-        return tuple.__new__(cls, (source, event, _text, (message,)))
+        return _tuple_new(cls, (source, event, _text, (message,)))
 
     @classmethod
     def lazy(cls, source: str, event: str, render: Callable[..., str], *args: Any) -> Reason:
         """A reason whose message is ``render(*args)``, formatted on first read."""
-        return tuple.__new__(cls, (source, event, render, args))
-
-    @property
-    def source(self) -> str:
-        return self[0]
-
-    @property
-    def event(self) -> str:
-        return self[1]
+        reason: Reason = _tuple_new(cls, (source, event, render, args))
+        return reason
 
     @property
     def message(self) -> str:
-        return self[2](*self[3])
+        return self.render(*self.args)
 
     def __str__(self) -> str:
-        return f"{self[0]}: {self.message}"
+        return f"{self.source}: {self.message}"
 
     def __repr__(self) -> str:
-        return f"Reason(source={self[0]!r}, event={self[1]!r}, message={self.message!r})"
+        return f"Reason(source={self.source!r}, event={self.event!r}, message={self.message!r})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Reason):
             return NotImplemented
-        return self[:2] == other[:2] and self.message == other.message
+        return (
+            self.source == other.source
+            and self.event == other.event
+            and self.message == other.message
+        )
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
 
     def __hash__(self) -> int:
-        return hash((self[0], self[1], self.message))
+        return hash((self.source, self.event, self.message))
 
     def __getnewargs__(self) -> tuple[str, str, str]:
-        return (self[0], self[1], self.message)
+        return (self.source, self.event, self.message)
 
 
 class SaveRequest(NamedTuple):
@@ -126,14 +169,17 @@ class Decision(NamedTuple):
         lr_changed: whether ``lr`` differs from the rate before this call.
         snapshot_best: keep a copy of the weights now: an early-stopping policy with
             ``restore_best_weights`` has a new best.
-        restore_best: load the kept best weights now (training ends).
+        restore_best: training ends and the kept best weights are to be loaded back; the
+            adapters do it in ``finish()`` (the end of training, whatever ended it, as Keras
+            does), so that a checkpoint written in the same round still holds the last weights.
         save: the checkpoint to write now, or ``None``.
         last: the rolling "last" checkpoint to (over)write now (``save_last``), or ``None``.
         delete: checkpoints to delete once the round's first write (``save``, else ``last``) is
             durable. Pass them with that first write (``CheckpointStore.save(..., delete=...)``):
             the controller state saved with it already assumes they are gone.
         details: each policy's own decision, in policy order (``details[i].reason``,
-            ``details[i].best``, ...).
+            ``details[i].best``, ...); :meth:`detail` finds one by the policy's label.
+        labels: the label of the policy behind each entry of ``details``.
     """
 
     clock: Literal["round", "optimizer_step", "end"]
@@ -149,12 +195,68 @@ class Decision(NamedTuple):
     last: SaveRequest | None = None
     delete: tuple[str, ...] = ()
     details: tuple[Any, ...] = ()
+    labels: tuple[str, ...] = ()
 
     @property
     def reasons(self) -> tuple[Reason, ...]:
         """What each policy did and why, in policy order."""
-        return tuple(d.reason for d in self.details)
+        labels = self.labels or ("",) * len(self.details)
+        return tuple(
+            r for d, label in zip(self.details, labels, strict=True) for r in reasons_of(d, label)
+        )
 
     def explain(self) -> str:
         """All reasons, one per line."""
-        return "\n".join(str(d.reason) for d in self.details)
+        return "\n".join(str(r) for r in self.reasons)
+
+    def detail(self, key: Any) -> Any:
+        """The decision of one policy, by its label (``"EarlyStopping(val_loss)"``), by the
+        policy object itself, or by its position; ``KeyError`` names the labels there are."""
+        if isinstance(key, int):
+            return self.details[key]
+        label = key if isinstance(key, str) else getattr(key, "label", None)
+        for d, mine in zip(self.details, self.labels, strict=True):
+            if mine == label:
+                return d
+        raise KeyError(
+            f"no decision of {label!r} in this decision; there are: "
+            f"{', '.join(map(repr, self.labels)) or 'none'}"
+        )
+
+
+def reasons_of(decision: object, label: str) -> tuple[Reason, ...]:
+    """A policy decision's reasons (its ``reason`` or ``reasons``); a plain string becomes
+    ``Reason(label, "note", text)``."""
+    raw: Any = getattr(decision, "reasons", None)
+    if raw is None:
+        one = getattr(decision, "reason", None)
+        raw = () if one is None else (one,)
+    return tuple(r if isinstance(r, Reason) else Reason(label, "note", str(r)) for r in raw)
+
+
+def make_decision(
+    *,
+    clock: Literal["round", "optimizer_step", "end"],
+    round: int,
+    epoch: int | None,
+    optimizer_steps: int,
+    stop: bool,
+    lr: float | tuple[float, ...] | None,
+    lr_changed: bool,
+    snapshot_best: bool,
+    restore_best: bool,
+    save: SaveRequest | None,
+    last: SaveRequest | None,
+    delete: tuple[str, ...],
+    details: tuple[Any, ...],
+    labels: tuple[str, ...],
+) -> Decision:
+    """``Decision(...)`` by field name, without a NamedTuple constructor's keyword overhead
+    (it runs on every call of the Controller). Its parameters are :class:`Decision`'s fields, in
+    order; a test checks that they stay so."""
+    decision: Decision = _tuple_new(
+        Decision,
+        (clock, round, epoch, optimizer_steps, stop, lr, lr_changed, snapshot_best, restore_best,
+         save, last, delete, details, labels),
+    )
+    return decision

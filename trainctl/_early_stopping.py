@@ -34,6 +34,16 @@ Restoring: with ``restore_best_weights`` every improving round sets ``snapshot_b
 of the weights) and the stop decision, or the end of training (:meth:`finish`) whatever ended it,
 says ``restore_best`` if a best exists, as Keras does.
 
+A stop is final by default: once stopped, every later round says stop again and nothing changes.
+``stop_is_final=False`` is Lightning's behaviour when ``min_epochs`` keeps the Trainer running: the
+next round is evaluated as usual (an improvement resets ``wait``; ``stopped_epoch`` records the
+latest stop).
+
+The sign of ``min_delta``: Keras rules take its absolute value; Lightning rules keep a negative
+value (which accepts a slightly worse value as an improvement). ``signed_min_delta=True`` reads
+``min_delta`` as Lightning *stores* it (multiplied by -1 for ``mode="min"``: the improvement test
+is ``op(current - min_delta, best)``), so that Lightning's drop-in passes its attribute as it is.
+
 =========================  ================================  ===============================
 argument                   Keras ``EarlyStopping``           Lightning ``EarlyStopping``
 =========================  ================================  ===============================
@@ -45,6 +55,7 @@ baseline                   baseline                          —
 restore_best_weights       restore_best_weights              —
 start_from_epoch           start_from_epoch                  —
 check_finite               — (False)                         check_finite (True)
+stop_is_final              — (True)                          False while ``min_epochs`` runs
 stopping_threshold         —                                 stopping_threshold
 divergence_threshold       —                                 divergence_threshold
 strict                     — (False: warn, skip)             strict (True: raise)
@@ -55,20 +66,15 @@ precision                  "float32"                         "float32" (float32 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import attrs
 
-from ._decisions import Reason
-from ._monitor import (
-    Comparison,
-    Direction,
-    MetricNotFoundError,
-    coerce_metric,
-    infer_direction,
-)
-from ._policy import Clock, Observation, compact_repr, config_to_dict
+from ._config import compact_repr, config_to_dict, rebuild_reduce
+from ._decisions import Reason, epoch_text, lazy_reason, number_text
+from ._monitor import Monitor
+from ._policy import Clock, Observation
 from ._state import (
     StateError,
     decode_float,
@@ -77,7 +83,7 @@ from ._state import (
     encode_float,
     require_keys,
 )
-from ._validation import finite, ge, integer, one_of, optional
+from ._validation import boolean, finite, ge, integer, one_of, optional, plain
 
 __all__ = ["EarlyStopping", "EarlyStoppingDecision", "EarlyStoppingState"]
 
@@ -86,12 +92,19 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def _g(x: float | None) -> str:
-    return "None" if x is None else f"{x:.6g}"
+_g = number_text
 
 
 class EarlyStoppingState(NamedTuple):
-    """Plain-data state of :class:`EarlyStopping`."""
+    """Plain-data state of :class:`EarlyStopping`.
+
+    Attributes:
+        best: the best monitored value (``None`` before the first).
+        best_epoch: its 0-based epoch index.
+        wait: rounds counted towards ``patience``.
+        stopped_epoch: the 0-based epoch of the (latest) stop, else ``None``.
+        stop_event: why it stopped (``"patience_exhausted"``, ``"non_finite"``, ...).
+    """
 
     best: float | None = None
     best_epoch: int | None = None
@@ -108,7 +121,7 @@ class EarlyStoppingDecision(NamedTuple):
         improved: this round set a new best.
         snapshot_best: keep a copy of the weights now (``improved`` and ``restore_best_weights``).
         restore_best: load the best weights now (training ends and a best exists).
-        best, best_epoch, wait: the state after this round.
+        best, best_epoch, wait: the state after this round (``best_epoch`` 0-based).
         reason: why.
     """
 
@@ -122,26 +135,47 @@ class EarlyStoppingDecision(NamedTuple):
     reason: Reason
 
 
-_new = tuple.__new__
+def _outcome(
+    *,
+    stop: bool,
+    improved: bool,
+    snapshot_best: bool,
+    restore_best: bool,
+    best: float | None,
+    best_epoch: int | None,
+    wait: int,
+    stopped_epoch: int | None,
+    stop_event: str | None,
+    reason: Reason,
+) -> tuple[EarlyStoppingDecision, EarlyStoppingState]:
+    """A round's decision and the new state, built by field name in one plain call (the hot
+    path: a ``NamedTuple`` constructor called with keywords costs several times more). A test
+    checks that the two tuples below list each type's fields in order."""
+    decision: EarlyStoppingDecision = _tuple_new(
+        EarlyStoppingDecision,
+        (stop, improved, snapshot_best, restore_best, best, best_epoch, wait, reason),
+    )
+    state: EarlyStoppingState = _tuple_new(
+        EarlyStoppingState, (best, best_epoch, wait, stopped_epoch, stop_event)
+    )
+    return decision, state
 
 
-def _lazy(source: str, event: str, render: Callable[..., str], *args: Any) -> Reason:
-    reason: Reason = _new(Reason, (source, event, render, args))
-    return reason
+_tuple_new = tuple.__new__
 
 
-# -- messages (rendered only when read) ---------------------------------------------------------
+# -- messages (rendered only when read; epochs are 1-based, see trainctl.epoch_text) -------------
+
 
 def _m_stopped(epoch: int, event: str) -> str:
-    return f"stopped at epoch {epoch} ({event}); a stop is final"
-
-
-def _m_missing(monitor: str, keys: tuple[str, ...]) -> str:
-    return f"{monitor!r} not in metrics (present: {', '.join(keys) or 'none'}); nothing changed"
+    return f"stopped at {epoch_text(epoch)} ({event}); a stop is final"
 
 
 def _m_not_started(epoch: int, start: int) -> str:
-    return f"epoch {epoch} < start_from_epoch={start}; not monitoring yet"
+    return (
+        f"{epoch_text(epoch)} is before start_from_epoch={start} (the first monitored epoch is "
+        f"{epoch_text(start)}); not monitoring yet"
+    )
 
 
 def _m_non_finite(name: str, v: float, best: float | None) -> str:
@@ -168,7 +202,7 @@ def _m_no_improvement(
     patience: int,
 ) -> str:
     return (
-        f"{name} = {_g(v)} did not improve on {_g(best)} (epoch {best_epoch}) by more than "
+        f"{name} = {_g(v)} did not improve on {_g(best)} ({epoch_text(best_epoch)}) by more than "
         f"{delta:g}; wait {wait}/{patience}"
     )
 
@@ -183,22 +217,26 @@ def _m_patience(
 ) -> str:
     return (
         f"{name} = {_g(v)}: no improvement for {_n(wait, 'round')} (patience {patience}); "
-        f"best {_g(best)} at epoch {best_epoch}; stopping"
+        f"best {_g(best)} at {epoch_text(best_epoch)}; stopping"
     )
 
 
 def _m_restore(inner: Reason, best_epoch: int | None) -> str:
-    return f"{inner.message}; restore the weights of epoch {best_epoch}"
+    return f"{inner.message}; restore the weights of {epoch_text(best_epoch)}"
 
 
 def _m_finish(name: str, restore: bool, best: float | None, best_epoch: int | None) -> str:
     if restore:
-        return f"training ended; restore the weights of epoch {best_epoch} ({name} = {_g(best)})"
+        return (
+            f"training ended; restore the weights of {epoch_text(best_epoch)} "
+            f"({name} = {_g(best)})"
+        )
     return "training ended; nothing to restore"
 
 
-def _check_mode(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-    one_of("min", "max", "auto")(_inst, attr, value)
+def _check_monitor(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"'monitor' must be a non-empty str, got {value!r}")
 
 
 @attrs.frozen(repr=False)
@@ -210,10 +248,10 @@ class EarlyStopping:
         min_delta: minimum change that counts as an improvement (Keras rules take its absolute
             value; Lightning rules keep a negative value, which accepts slightly worse values).
         patience: rounds without improvement before stopping; fires at ``wait >= patience``.
-        mode: ``"min"``, ``"max"`` or ``"auto"`` (from the name; unknown names raise).
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (from the name; an unknown name raises here).
         baseline: ``wait`` only resets on rounds that also beat it (Keras rules only).
         restore_best_weights: ask for the best weights back when training ends.
-        start_from_epoch: ignore rounds whose ``epoch`` is below this.
+        start_from_epoch: ignore rounds whose 0-based ``epoch`` is below this (Keras).
         stopping_threshold: stop as soon as the metric is better than this (Lightning).
         divergence_threshold: stop as soon as the metric is worse than this (Lightning).
         check_finite: stop on a NaN or infinite value (Lightning's default; Keras: ``False``).
@@ -222,6 +260,11 @@ class EarlyStopping:
             ``best``, as torch's threshold).
         rules: ``"keras"`` or ``"lightning"`` (see the module docstring for the differences).
         precision: ``"float64"``, or ``"float32"`` to compare as Keras and Lightning do.
+        stop_is_final: ``False`` keeps evaluating after a stop (Lightning under ``min_epochs``).
+        signed_min_delta: ``min_delta`` is given as Lightning stores it (see the module
+            docstring).
+
+    Numbers may be numpy scalars (they are stored as Python numbers); flags must be ``bool``.
 
     >>> import trainctl
     >>> es = trainctl.EarlyStopping(monitor="loss", patience=2)
@@ -229,23 +272,33 @@ class EarlyStopping:
     [False, False, False, True]
     """
 
-    monitor: str = attrs.field(default="val_loss")
-    min_delta: float = attrs.field(default=0.0, kw_only=True, validator=finite, converter=float)
-    patience: int = attrs.field(default=0, kw_only=True, validator=[integer, ge(0)])
-    mode: Literal["min", "max", "auto"] = attrs.field(
-        default="auto", kw_only=True, validator=_check_mode
+    monitor: str = attrs.field(default="val_loss", validator=_check_monitor)
+    min_delta: float = attrs.field(default=0.0, kw_only=True, converter=plain, validator=finite)
+    patience: int = attrs.field(
+        default=0, kw_only=True, converter=plain, validator=[integer, ge(0)]
     )
-    baseline: float | None = attrs.field(default=None, kw_only=True, validator=optional(finite))
-    restore_best_weights: bool = attrs.field(default=False, kw_only=True)
-    start_from_epoch: int = attrs.field(default=0, kw_only=True, validator=[integer, ge(0)])
+    mode: Literal["min", "max", "auto"] = attrs.field(
+        default="auto", kw_only=True, validator=one_of("min", "max", "auto")
+    )
+    baseline: float | None = attrs.field(
+        default=None, kw_only=True, converter=plain, validator=optional(finite)
+    )
+    restore_best_weights: bool = attrs.field(
+        default=False, kw_only=True, converter=plain, validator=boolean
+    )
+    start_from_epoch: int = attrs.field(
+        default=0, kw_only=True, converter=plain, validator=[integer, ge(0)]
+    )
     stopping_threshold: float | None = attrs.field(
-        default=None, kw_only=True, validator=optional(finite)
+        default=None, kw_only=True, converter=plain, validator=optional(finite)
     )
     divergence_threshold: float | None = attrs.field(
-        default=None, kw_only=True, validator=optional(finite)
+        default=None, kw_only=True, converter=plain, validator=optional(finite)
     )
-    check_finite: bool = attrs.field(default=False, kw_only=True)
-    strict: bool = attrs.field(default=False, kw_only=True)
+    check_finite: bool = attrs.field(
+        default=False, kw_only=True, converter=plain, validator=boolean
+    )
+    strict: bool = attrs.field(default=False, kw_only=True, converter=plain, validator=boolean)
     threshold_mode: Literal["abs", "rel"] = attrs.field(
         default="abs", kw_only=True, validator=one_of("abs", "rel")
     )
@@ -255,46 +308,68 @@ class EarlyStopping:
     precision: Literal["float64", "float32"] = attrs.field(
         default="float64", kw_only=True, validator=one_of("float64", "float32")
     )
-    direction: Direction = attrs.field(init=False)
-    _cmp: Comparison = attrs.field(init=False, repr=False, eq=False)
+    stop_is_final: bool = attrs.field(
+        default=True, kw_only=True, converter=plain, validator=boolean
+    )
+    signed_min_delta: bool = attrs.field(
+        default=False, kw_only=True, converter=plain, validator=boolean
+    )
+
+    direction: Literal["min", "max"] = attrs.field(init=False)
+    monitoring: Monitor = attrs.field(init=False, repr=False, eq=False)
+    """The :class:`~trainctl.Monitor`: metric, direction, comparison, missing-metric rule."""
     _label: str = attrs.field(init=False, repr=False, eq=False)
     # hot-path copies, derived from the fields above
     _improves: Any = attrs.field(init=False, repr=False, eq=False)
     _worst: float = attrs.field(init=False, repr=False, eq=False)
     _thresholds: bool = attrs.field(init=False, repr=False, eq=False)
-    lightning: bool = attrs.field(init=False, repr=False, eq=False)
+    _lightning: bool = attrs.field(init=False, repr=False, eq=False)
 
     clocks: ClassVar[frozenset[Clock]] = frozenset({"round"})
-    warn_if_missing: ClassVar[bool] = True
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.monitor, str) or not self.monitor:
-            raise ValueError(f"'monitor' must be a non-empty str, got {self.monitor!r}")
-        direction = infer_direction(self.monitor) if self.mode == "auto" else self.mode
         if self.baseline is not None and self.rules == "lightning":
             raise ValueError(
                 "'baseline' is a Keras rule and has no meaning with rules='lightning'; "
                 "use stopping_threshold / divergence_threshold, or rules='keras'"
             )
-        object.__setattr__(self, "direction", direction)
         lightning = self.rules == "lightning"
-        cmp = Comparison(
-            direction=direction,
-            # Keras takes abs(min_delta); Lightning keeps the sign
-            delta=self.min_delta if lightning else abs(self.min_delta),
+        if self.signed_min_delta and not lightning:
+            raise ValueError(
+                "'signed_min_delta' is Lightning's stored form of min_delta and needs "
+                f"rules='lightning', got rules={self.rules!r}"
+            )
+        # the signed improvement threshold: Keras takes abs(min_delta), Lightning keeps the sign
+        delta = self.min_delta if lightning else abs(self.min_delta)
+        direction = None if self.mode == "auto" else self.mode
+        monitoring = Monitor(
+            self.monitor,
+            mode=self.mode,
+            delta=delta,
             threshold_mode=self.threshold_mode,
             precision=self.precision,
             float32_arithmetic=lightning,
+            strict=self.strict,
         )
-        object.__setattr__(self, "_cmp", cmp)
-        object.__setattr__(self, "_label", f"EarlyStopping({self.monitor})")
-        object.__setattr__(self, "_improves", cmp.improves)
-        object.__setattr__(self, "_worst", cmp.worst)
-        has_thresholds = self.stopping_threshold is not None or (
-            self.divergence_threshold is not None
+        direction = monitoring.direction
+        if self.signed_min_delta and direction == "min":
+            # Lightning stores -min_delta for "min": the test is op(current - min_delta, best)
+            monitoring = attrs.evolve(monitoring, delta=-self.min_delta)
+        _check_thresholds(self, direction, monitoring.delta)
+        set_attr = object.__setattr__
+        set_attr(self, "direction", direction)
+        set_attr(self, "monitoring", monitoring)
+        set_attr(self, "_label", f"EarlyStopping({self.monitor})")
+        set_attr(self, "_improves", monitoring.improves)
+        set_attr(self, "_worst", monitoring.worst)
+        set_attr(
+            self,
+            "_thresholds",
+            self.stopping_threshold is not None or self.divergence_threshold is not None,
         )
-        object.__setattr__(self, "_thresholds", has_thresholds)
-        object.__setattr__(self, "lightning", self.rules == "lightning")
+        set_attr(self, "_lightning", lightning)
+
+    __reduce__ = rebuild_reduce
 
     @property
     def label(self) -> str:
@@ -310,43 +385,36 @@ class EarlyStopping:
         self, state: EarlyStoppingState, obs: Observation
     ) -> tuple[EarlyStoppingDecision, EarlyStoppingState]:
         """One evaluation round (see the module docstring for the rules)."""
-        if state.stopped_epoch is not None:
+        if state.stopped_epoch is not None and self.stop_is_final:
             return self._decide(
-                state, True, False,
-                _lazy(self._label, "already_stopped", _m_stopped, state.stopped_epoch,
-                      state.stop_event),
+                state, stop=True, improved=False,
+                why=lazy_reason(self._label, "already_stopped", _m_stopped, state.stopped_epoch,
+                                state.stop_event),
             )
-        try:
-            v = obs[1][self.monitor]
-        except KeyError:
-            v = None
-        else:
-            if v.__class__ is not float:
-                v = coerce_metric(self.monitor, v)
-        if v is None:
-            if self.strict:
-                raise MetricNotFoundError(
-                    f"{self._label}: metric {self.monitor!r} is not in this round's metrics; "
-                    f"present: {', '.join(map(repr, obs.metrics)) or 'none'}"
+        metrics = obs.metrics
+        v = metrics.get(self.monitor)
+        if v.__class__ is not float:  # absent, or to be converted: the monitor's rule
+            v = self.monitoring.read(metrics, self._label)
+            if v is None:
+                return self._decide(
+                    state, stop=False, improved=False,
+                    why=self.monitoring.missing(self._label, metrics),
                 )
-            return self._decide(
-                state, False, False,
-                _lazy(self._label, "missing_metric", _m_missing, self.monitor,
-                      tuple(obs.metrics)),
-            )
         epoch = obs.epoch
         if epoch < self.start_from_epoch:
             return self._decide(
-                state, False, False,
-                _lazy(self._label, "not_started", _m_not_started, epoch, self.start_from_epoch),
+                state, stop=False, improved=False,
+                why=lazy_reason(self._label, "not_started", _m_not_started, epoch,
+                                self.start_from_epoch),
             )
         if self.check_finite and not math.isfinite(v):
             new = state._replace(stopped_epoch=epoch, stop_event="non_finite")
             return self._decide(
-                new, True, False,
-                _lazy(self._label, "non_finite", _m_non_finite, self.monitor, v, state.best),
+                new, stop=True, improved=False,
+                why=lazy_reason(self._label, "non_finite", _m_non_finite, self.monitor, v,
+                                state.best),
             )
-        if self.lightning:
+        if self._lightning:
             return self._update_lightning(state, v, epoch)
         return self._update_keras(state, v, epoch)
 
@@ -357,75 +425,79 @@ class EarlyStopping:
         best = state.best
         if best is None or self._improves(v, best):
             baseline = self.baseline
-            beats_baseline = baseline is None or self._improves(v, baseline)
+            beats_baseline = baseline is None or bool(self._improves(v, baseline))
             if beats_baseline:
                 wait = 0
-            new: EarlyStoppingState = _new(EarlyStoppingState, (v, epoch, wait, None, None))
             if self._thresholds:
-                stop = self._threshold_stop(new, v, epoch, True)
+                improved = state._replace(best=v, best_epoch=epoch, wait=wait)
+                stop = self._threshold_stop(improved, v, epoch, improved=True)
                 if stop is not None:
                     return stop
             if beats_baseline:
-                why = _new(Reason, (self._label, "improved", _m_improved, (self.monitor, best, v)))
+                why = lazy_reason(self._label, "improved", _m_improved, self.monitor, best, v)
             else:
-                why = _new(Reason, (self._label, "improved", _m_below_baseline,
-                                    (self.monitor, best, v, baseline, wait, self.patience)))
-            snap = self.restore_best_weights
-            decision: EarlyStoppingDecision = _new(
-                EarlyStoppingDecision, (False, True, snap, False, v, epoch, wait, why)
+                why = lazy_reason(self._label, "improved", _m_below_baseline, self.monitor, best,
+                                  v, baseline, wait, self.patience)
+            return _outcome(
+                stop=False, improved=True, snapshot_best=self.restore_best_weights,
+                restore_best=False, best=v, best_epoch=epoch, wait=wait,
+                stopped_epoch=state.stopped_epoch, stop_event=state.stop_event, reason=why,
             )
-            return decision, new
-        new = _new(EarlyStoppingState, (best, state.best_epoch, wait, None, None))
         if self._thresholds:
-            stop = self._threshold_stop(new, v, epoch, False)
+            stop = self._threshold_stop(state._replace(wait=wait), v, epoch, improved=False)
             if stop is not None:
                 return stop
         if wait >= self.patience and epoch > 0:
-            return self._patience_stop(new, v, epoch)
-        why = _new(Reason, (self._label, "no_improvement", _m_no_improvement,
-                            (self.monitor, v, best, new[1], self.min_delta, wait, self.patience)))
-        decision = _new(
-            EarlyStoppingDecision, (False, False, False, False, best, new[1], wait, why)
+            return self._patience_stop(state._replace(wait=wait), v, epoch)
+        best_epoch = state.best_epoch
+        return _outcome(
+            stop=False, improved=False, snapshot_best=False, restore_best=False, best=best,
+            best_epoch=best_epoch, wait=wait, stopped_epoch=state.stopped_epoch,
+            stop_event=state.stop_event,
+            reason=lazy_reason(self._label, "no_improvement", _m_no_improvement, self.monitor,
+                               v, best, best_epoch, self.min_delta, wait, self.patience),
         )
-        return decision, new
 
     def _update_lightning(
         self, state: EarlyStoppingState, v: float, epoch: int
     ) -> tuple[EarlyStoppingDecision, EarlyStoppingState]:
         if self._thresholds:
-            stop = self._threshold_stop(state, v, epoch, False)
+            stop = self._threshold_stop(state, v, epoch, improved=False)
             if stop is not None:
                 return stop
         best = state.best
         if self._improves(v, self._worst if best is None else best):
-            new: EarlyStoppingState = _new(EarlyStoppingState, (v, epoch, 0, None, None))
-            return self._decide(
-                new, False, True, _lazy(self._label, "improved", _m_improved, self.monitor, best, v)
+            return _outcome(
+                stop=False, improved=True, snapshot_best=self.restore_best_weights,
+                restore_best=False, best=v, best_epoch=epoch, wait=0,
+                stopped_epoch=state.stopped_epoch, stop_event=state.stop_event,
+                reason=lazy_reason(self._label, "improved", _m_improved, self.monitor, best, v),
             )
         wait = state.wait + 1
-        new = _new(EarlyStoppingState, (best, state.best_epoch, wait, None, None))
         if wait >= self.patience:
-            return self._patience_stop(new, v, epoch)
-        return self._decide(
-            new, False, False,
-            _lazy(self._label, "no_improvement", _m_no_improvement, self.monitor, v, best,
-                  state.best_epoch, self.min_delta, wait, self.patience),
+            return self._patience_stop(state._replace(wait=wait), v, epoch)
+        return _outcome(
+            stop=False, improved=False, snapshot_best=False, restore_best=False, best=best,
+            best_epoch=state.best_epoch, wait=wait, stopped_epoch=state.stopped_epoch,
+            stop_event=state.stop_event,
+            reason=lazy_reason(self._label, "no_improvement", _m_no_improvement, self.monitor,
+                               v, best, state.best_epoch, self.min_delta, wait, self.patience),
         )
 
     def _threshold_stop(
-        self, state: EarlyStoppingState, v: float, epoch: int, improved: bool
+        self, state: EarlyStoppingState, v: float, epoch: int, *, improved: bool
     ) -> tuple[EarlyStoppingDecision, EarlyStoppingState] | None:
-        cmp = self._cmp
+        beyond = self.monitoring.beyond
         for kind, bound, sign in (
             ("stopping_threshold", self.stopping_threshold, 1.0),
             # "worse than the threshold" is "better than it" with both signs flipped (Lightning)
             ("divergence_threshold", self.divergence_threshold, -1.0),
         ):
-            if bound is not None and cmp.beyond(sign * v, sign * bound):
+            if bound is not None and beyond(sign * v, sign * bound):
                 new = state._replace(stopped_epoch=epoch, stop_event=kind)
                 return self._decide(
-                    new, True, improved,
-                    _lazy(self._label, kind, _m_threshold, self.monitor, v, kind, bound),
+                    new, stop=True, improved=improved,
+                    why=lazy_reason(self._label, kind, _m_threshold, self.monitor, v, kind, bound),
                 )
         return None
 
@@ -434,23 +506,22 @@ class EarlyStopping:
     ) -> tuple[EarlyStoppingDecision, EarlyStoppingState]:
         new = state._replace(stopped_epoch=epoch, stop_event="patience_exhausted")
         return self._decide(
-            new, True, False,
-            _lazy(self._label, "patience_exhausted", _m_patience, self.monitor, v, state.wait,
-                  self.patience, state.best, state.best_epoch),
+            new, stop=True, improved=False,
+            why=lazy_reason(self._label, "patience_exhausted", _m_patience, self.monitor, v,
+                            state.wait, self.patience, state.best, state.best_epoch),
         )
 
     def _decide(
-        self, state: EarlyStoppingState, stop: bool, improved: bool, why: Reason
+        self, state: EarlyStoppingState, *, stop: bool, improved: bool, why: Reason
     ) -> tuple[EarlyStoppingDecision, EarlyStoppingState]:
         restore = stop and self.restore_best_weights and state.best_epoch is not None
         if restore:
-            why = _lazy(self._label, why.event, _m_restore, why, state.best_epoch)
-        decision: EarlyStoppingDecision = _new(
-            EarlyStoppingDecision,
-            (stop, improved, improved and self.restore_best_weights, restore, state.best,
-             state.best_epoch, state.wait, why),
+            why = lazy_reason(self._label, why.event, _m_restore, why, state.best_epoch)
+        return _outcome(
+            stop=stop, improved=improved, snapshot_best=improved and self.restore_best_weights,
+            restore_best=restore, best=state.best, best_epoch=state.best_epoch, wait=state.wait,
+            stopped_epoch=state.stopped_epoch, stop_event=state.stop_event, reason=why,
         )
-        return decision, state
 
     def finish(self, state: EarlyStoppingState) -> EarlyStoppingDecision:
         """The end of training, whatever ended it: restore the best weights if configured."""
@@ -463,7 +534,7 @@ class EarlyStopping:
             best=state.best,
             best_epoch=state.best_epoch,
             wait=state.wait,
-            reason=_lazy(
+            reason=lazy_reason(
                 self._label, "restore_best" if restore else "already_stopped", _m_finish,
                 self.monitor, restore, state.best, state.best_epoch,
             ),
@@ -487,15 +558,23 @@ class EarlyStopping:
         event = d["stop_event"]
         if event is not None and not isinstance(event, str):
             raise StateError(f"{where}: 'stop_event' must be a string or null, got {event!r}")
-        wait = decode_int(d["wait"], where=f"{where}.wait")
-        if wait < 0:
-            raise StateError(f"{where}: 'wait' must be >= 0, got {wait}")
+        wait = _count(d["wait"], f"{where}.wait")
+        best_epoch = decode_optional_int(d["best_epoch"], where=f"{where}.best_epoch")
+        stopped = decode_optional_int(d["stopped_epoch"], where=f"{where}.stopped_epoch")
+        for key, value in (("best_epoch", best_epoch), ("stopped_epoch", stopped)):
+            if value is not None and value < 0:
+                raise StateError(f"{where}.{key}: must be >= 0, got {value}")
+        if (stopped is None) != (event is None):
+            raise StateError(
+                f"{where}: 'stopped_epoch' and 'stop_event' must both be set or both be null, "
+                f"got {stopped!r} and {event!r}"
+            )
         return EarlyStoppingState(
-            decode_float(d["best"], where=f"{where}.best"),
-            decode_optional_int(d["best_epoch"], where=f"{where}.best_epoch"),
-            wait,
-            decode_optional_int(d["stopped_epoch"], where=f"{where}.stopped_epoch"),
-            event,
+            best=decode_float(d["best"], where=f"{where}.best"),
+            best_epoch=best_epoch,
+            wait=wait,
+            stopped_epoch=stopped,
+            stop_event=event,
         )
 
     def config_dict(self) -> dict[str, Any]:
@@ -503,3 +582,30 @@ class EarlyStopping:
 
     def __repr__(self) -> str:
         return compact_repr(self)
+
+
+def _count(value: object, where: str) -> int:
+    n = decode_int(value, where=where)
+    if n < 0:
+        raise StateError(f"{where}: must be >= 0, got {n}")
+    return n
+
+
+def _check_thresholds(policy: EarlyStopping, direction: str, delta: float) -> None:
+    """Refuse combinations that decide before the first value is seen (naming both)."""
+    stop, diverge = policy.stopping_threshold, policy.divergence_threshold
+    if stop is not None and diverge is not None:
+        # every value either reaches the target or passes the divergence bound: a stop at once
+        always = stop >= diverge if direction == "min" else stop <= diverge
+        if always:
+            relation = "below" if direction == "min" else "above"
+            raise ValueError(
+                f"'stopping_threshold' ({stop!r}) must be {relation} 'divergence_threshold' "
+                f"({diverge!r}) with mode={direction!r}: otherwise every value stops training at "
+                "the first round"
+            )
+    if policy.threshold_mode == "rel" and direction == "min" and delta >= 1.0:
+        raise ValueError(
+            f"'min_delta' must be < 1 with threshold_mode='rel' and mode='min', got "
+            f"{policy.min_delta!r}: a positive value can never improve by {delta:g} of itself"
+        )

@@ -47,14 +47,18 @@ from typing import Any, Literal
 import attrs
 import numpy as np
 
-from ._validation import finite, one_of
+from ._config import rebuild_reduce
+from ._decisions import Reason
+from ._validation import boolean, finite, one_of, plain
 
 __all__ = [
     "Comparison",
     "Direction",
     "MetricNotFoundError",
+    "Monitor",
     "coerce_metric",
     "infer_direction",
+    "present_keys",
     "read_metric",
 ]
 
@@ -134,14 +138,6 @@ def infer_direction(metric: str) -> Direction:
     return verdict
 
 
-def _to_f32(x: float) -> float:
-    return float(np.float32(x))
-
-
-def _float(value: object) -> float:
-    return float(value)  # type: ignore[arg-type]  # validated by the field validator
-
-
 @attrs.frozen(kw_only=True)
 class Comparison:
     """How ``current`` is judged against ``best`` (see the module's table).
@@ -158,98 +154,211 @@ class Comparison:
         float32_arithmetic: with ``precision="float32"``, also do the shift in float32 with the
             threshold rounded to float32 first (Lightning's tensor arithmetic) instead of in
             float64 (Keras subtracts Python floats, then compares float32 tensors).
+
+    ``improves(current, best)`` is the rule, written once for every combination in
+    :meth:`_compile`; it is one numpy-compatible expression, so it takes Python floats (and
+    returns a truth value) or numpy arrays (and returns a boolean array, element by element),
+    which is how a replay evaluates many runs at once with the very rule a live policy uses.
+    A comparison pickles by its parameters (the compiled rule is rebuilt).
     """
 
     direction: Direction = attrs.field(validator=one_of("min", "max"))
-    delta: float = attrs.field(default=0.0, converter=_float, validator=finite)
+    delta: float = attrs.field(default=0.0, converter=plain, validator=finite)
     threshold_mode: ThresholdMode = attrs.field(default="abs", validator=one_of("abs", "rel"))
     delta_applies_to: DeltaAppliesTo = attrs.field(
         default="current", validator=one_of("current", "best")
     )
     precision: Precision = attrs.field(default="float64", validator=one_of("float64", "float32"))
-    float32_arithmetic: bool = False
+    float32_arithmetic: bool = attrs.field(default=False, converter=plain, validator=boolean)
 
-    improves: Callable[[float, float], bool] = attrs.field(init=False, repr=False, eq=False)
+    improves: Callable[[Any, Any], Any] = attrs.field(init=False, repr=False, eq=False)
     """``improves(current, best)``: strictly better than ``best`` by more than the threshold."""
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "improves", self._compile())
 
-    def _compile(self) -> Callable[[float, float], bool]:
-        # One closure per configuration: this runs on every round of every policy.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return rebuild_reduce(self)
+
+    def _compile(self) -> Callable[[Any, Any], Any]:
+        # One closure per configuration (this runs on every round of every policy); each is a
+        # single expression valid on floats and on numpy arrays alike.
         d = self.delta
         lo = self.direction == "min"
-        if self.threshold_mode == "rel":
+        rel = self.threshold_mode == "rel"
+        on_current = self.delta_applies_to == "current"
+        if self.precision == "float64":
+            if rel:
+                k = (1.0 - d) if lo else (d + 1.0)
+                return (lambda c, b: c < b * k) if lo else (lambda c, b: c > b * k)
+            if on_current:
+                return (lambda c, b: c + d < b) if lo else (lambda c, b: c - d > b)
+            return (lambda c, b: c < b - d) if lo else (lambda c, b: c > b + d)
+        f32 = np.float32
+        if self.float32_arithmetic:
+            # Lightning: float32 tensor arithmetic, the threshold a float32 before the shift
+            d32 = f32(d)
+            if rel:
+                k32 = (f32(1.0) - d32) if lo else (d32 + f32(1.0))
+                return (
+                    (lambda c, b: f32(c) < f32(b) * k32)
+                    if lo
+                    else (lambda c, b: f32(c) > f32(b) * k32)
+                )
+            if on_current:
+                return (
+                    (lambda c, b: f32(c) + d32 < f32(b))
+                    if lo
+                    else (lambda c, b: f32(c) - d32 > f32(b))
+                )
+            return (
+                (lambda c, b: f32(c) < f32(b) - d32)
+                if lo
+                else (lambda c, b: f32(c) > f32(b) + d32)
+            )
+        # Keras: Python (float64) arithmetic, then a comparison of float32 tensors
+        if rel:
             k = (1.0 - d) if lo else (d + 1.0)
-            if lo:
-                def raw(c: float, b: float) -> tuple[float, float]:
-                    return c, b * k
-            else:
-                def raw(c: float, b: float) -> tuple[float, float]:
-                    return c, b * k
-        elif self.delta_applies_to == "current":
-            if lo:
-                def raw(c: float, b: float) -> tuple[float, float]:
-                    return c + d, b
-            else:
-                def raw(c: float, b: float) -> tuple[float, float]:
-                    return c - d, b
-        elif lo:
-            def raw(c: float, b: float) -> tuple[float, float]:
-                return c, b - d
-        else:
-            def raw(c: float, b: float) -> tuple[float, float]:
-                return c, b + d
-        if self.precision == "float32":
-            f32 = np.float32
-            if self.float32_arithmetic:
-                # Lightning: tensor arithmetic, the threshold is a float32 before the subtraction
-                d32 = f32(d)
-                if self.threshold_mode == "rel":
-                    k32 = (f32(1.0) - d32) if lo else (d32 + f32(1.0))
-                    if lo:
-                        return lambda c, b: bool(f32(c) < f32(b) * k32)
-                    return lambda c, b: bool(f32(c) > f32(b) * k32)
-                if self.delta_applies_to == "current":
-                    if lo:
-                        return lambda c, b: bool(f32(c) + d32 < f32(b))
-                    return lambda c, b: bool(f32(c) - d32 > f32(b))
-                if lo:
-                    return lambda c, b: bool(f32(c) < f32(b) - d32)
-                return lambda c, b: bool(f32(c) > f32(b) + d32)
-            # Keras: Python (float64) arithmetic, then a comparison of float32 tensors
-            if lo:
-                def improves(c: float, b: float) -> bool:
-                    x, y = raw(c, b)
-                    return bool(f32(x) < f32(y))
-            else:
-                def improves(c: float, b: float) -> bool:
-                    x, y = raw(c, b)
-                    return bool(f32(x) > f32(y))
-            return improves
-        # float64: the common case, written out without the tuple for speed
-        if self.threshold_mode == "rel":
-            if lo:
-                return lambda c, b: c < b * k
-            return lambda c, b: c > b * k
-        if self.delta_applies_to == "current":
-            if lo:
-                return lambda c, b: c + d < b
-            return lambda c, b: c - d > b
-        if lo:
-            return lambda c, b: c < b - d
-        return lambda c, b: c > b + d
+            return (
+                (lambda c, b: f32(c) < f32(b * k)) if lo else (lambda c, b: f32(c) > f32(b * k))
+            )
+        if on_current:
+            return (
+                (lambda c, b: f32(c + d) < f32(b)) if lo else (lambda c, b: f32(c - d) > f32(b))
+            )
+        return (lambda c, b: f32(c) < f32(b - d)) if lo else (lambda c, b: f32(c) > f32(b + d))
 
-    def beyond(self, current: float, bound: float) -> bool:
-        """Whether ``current`` is strictly better than ``bound`` (no threshold), e.g. a target."""
+    def beyond(self, current: Any, bound: Any) -> Any:
+        """Whether ``current`` is strictly better than ``bound`` (no threshold), e.g. a target.
+
+        Floats or numpy arrays, like :attr:`improves`.
+        """
         if self.precision == "float32":
-            current, bound = _to_f32(current), _to_f32(bound)
+            current, bound = np.float32(current), np.float32(bound)
         return current < bound if self.direction == "min" else current > bound
 
     @property
     def worst(self) -> float:
         """The value every real number improves on (``+inf`` for min, ``-inf`` for max)."""
         return math.inf if self.direction == "min" else -math.inf
+
+
+def present_keys(metrics: Mapping[Any, Any]) -> str:
+    """The keys of ``metrics`` for a message: ``"a, b"``, or ``"none"``."""
+    return ", ".join(str(k) for k in metrics) or "none"
+
+
+def _m_missing(name: str, keys: str) -> str:
+    return f"{name!r} not in metrics (present: {keys}); nothing changed"
+
+
+_ABSENT: Any = object()
+
+
+def _check_name(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"'monitor' must be a non-empty str, got {value!r}")
+
+
+@attrs.frozen
+class Monitor:
+    """The monitored quantity, as one value that policies compose.
+
+    It holds which metric (``name``), which direction (``mode``, ``"auto"`` resolved from the
+    name at construction: an unknown name raises here, not after the first epoch), what counts as
+    better (a :class:`Comparison` built from ``delta`` and the rule options), and what a missing
+    metric means (``strict``). :class:`~trainctl.EarlyStopping`,
+    :class:`~trainctl.ReduceLROnPlateau` and :class:`~trainctl.CheckpointPolicy` each hold one,
+    and so can a policy of your own::
+
+        monitor = Monitor("val_loss", mode="auto")
+        value = monitor.read(obs.metrics, label="MyPolicy(val_loss)")   # None if absent
+        if value is not None and monitor.improves(value, best): ...
+
+    Args:
+        name: the metric's key in the metrics dict.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (see :func:`infer_direction`).
+        delta: the signed improvement threshold: a positive value demands that much
+            improvement, a negative one accepts a slightly worse value.
+        threshold_mode, delta_applies_to, precision, float32_arithmetic: see
+            :class:`Comparison`.
+        strict: a missing metric raises :class:`MetricNotFoundError` instead of reading as
+            ``None``.
+
+    Attributes:
+        direction: ``"min"`` or ``"max"``.
+        comparison: the :class:`Comparison`.
+        improves: ``improves(current, best)``, the comparison's rule (floats or numpy arrays).
+        worst: ``+inf`` for min, ``-inf`` for max: what every real value improves on.
+    """
+
+    name: str = attrs.field(validator=_check_name)
+    mode: Mode = attrs.field(default="auto", kw_only=True, validator=one_of(*MODES))
+    delta: float = attrs.field(default=0.0, kw_only=True, converter=plain, validator=finite)
+    threshold_mode: ThresholdMode = attrs.field(
+        default="abs", kw_only=True, validator=one_of("abs", "rel")
+    )
+    delta_applies_to: DeltaAppliesTo = attrs.field(
+        default="current", kw_only=True, validator=one_of("current", "best")
+    )
+    precision: Precision = attrs.field(
+        default="float64", kw_only=True, validator=one_of("float64", "float32")
+    )
+    float32_arithmetic: bool = attrs.field(
+        default=False, kw_only=True, converter=plain, validator=boolean
+    )
+    strict: bool = attrs.field(default=False, kw_only=True, converter=plain, validator=boolean)
+
+    direction: Direction = attrs.field(init=False)
+    comparison: Comparison = attrs.field(init=False, repr=False, eq=False)
+    improves: Callable[[Any, Any], Any] = attrs.field(init=False, repr=False, eq=False)
+    worst: float = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        direction = infer_direction(self.name) if self.mode == "auto" else self.mode
+        cmp = Comparison(
+            direction=direction,
+            delta=self.delta,
+            threshold_mode=self.threshold_mode,
+            delta_applies_to=self.delta_applies_to,
+            precision=self.precision,
+            float32_arithmetic=self.float32_arithmetic,
+        )
+        object.__setattr__(self, "direction", direction)
+        object.__setattr__(self, "comparison", cmp)
+        object.__setattr__(self, "improves", cmp.improves)
+        object.__setattr__(self, "worst", cmp.worst)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return rebuild_reduce(self)
+
+    def read(self, metrics: Mapping[str, Any], label: str) -> float | None:
+        """The metric as a float, or ``None`` if it is absent.
+
+        The metrics are only read (``get``, never ``metrics[name]``), so a ``defaultdict``
+        neither invents the value nor gains the key. ``strict``: an absent metric raises
+        :class:`MetricNotFoundError` naming ``label`` and the keys present. A value that is not
+        a number raises ``TypeError`` naming the key (see :func:`coerce_metric`).
+        """
+        value = metrics.get(self.name, _ABSENT)
+        if value.__class__ is float:
+            return value
+        if value is _ABSENT:
+            if self.strict:
+                raise MetricNotFoundError(
+                    f"{label}: metric {self.name!r} is not in this call's metrics; "
+                    f"present: {', '.join(repr(k) for k in metrics) or 'none'}"
+                )
+            return None
+        return coerce_metric(self.name, value)
+
+    def missing(self, label: str, metrics: Mapping[str, Any]) -> Reason:
+        """The reason a policy gives when the metric is absent (event ``"missing_metric"``)."""
+        return Reason.lazy(label, "missing_metric", _m_missing, self.name, present_keys(metrics))
+
+    def beyond(self, current: Any, bound: Any) -> Any:
+        """Whether ``current`` is strictly better than ``bound``, with no threshold."""
+        return self.comparison.beyond(current, bound)
 
 
 def read_metric(metrics: Mapping[str, Any], key: str) -> float | None:
@@ -260,9 +369,8 @@ def read_metric(metrics: Mapping[str, Any], key: str) -> float | None:
     the key and the type: strings, ``None``, bools, multi-element arrays and tensors, and tensors
     that require grad (call ``.detach()`` first: a logged value must not keep the graph alive).
     """
-    try:
-        value = metrics[key]
-    except KeyError:
+    value = metrics.get(key, _ABSENT)
+    if value is _ABSENT:
         return None
     if value.__class__ is float:
         return value
@@ -276,7 +384,12 @@ def coerce_metric(key: str, value: object) -> float:
             f"metric {key!r} must be a number, got {type(value).__name__} {value!r}"
         )
     if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value)  # numpy float32 -> the exact float64 value
+        try:
+            return float(value)  # numpy float32 -> the exact float64 value
+        except OverflowError:
+            raise ValueError(
+                f"metric {key!r} is too large for a float: {value!r:.60}"
+            ) from None
     if isinstance(value, np.ndarray):
         if value.size != 1 or value.dtype.kind not in "iuf":
             raise TypeError(

@@ -23,15 +23,14 @@ from typing import Any, ClassVar, NamedTuple
 
 import attrs
 
-from ._decisions import Reason
+from ._config import compact_repr, config_to_dict, rebuild_reduce
+from ._decisions import Reason, epoch_text
 from ._monitor import read_metric
-from ._policy import Clock, Observation, compact_repr, config_to_dict
+from ._policy import Clock, Observation
 from ._state import StateError, decode_float, require_keys
+from ._validation import boolean, plain
 
 __all__ = ["NaNDecision", "NaNState", "TerminateOnNaN"]
-
-_new = tuple.__new__
-_lazy = Reason.lazy
 
 
 def _m_stopped(monitor: str, state: NaNState) -> str:
@@ -53,7 +52,7 @@ def _m_non_finite(monitor: str, v: float, where: str) -> str:
 class NaNState(NamedTuple):
     """Plain-data state of :class:`TerminateOnNaN`: where it fired, if it did."""
 
-    stopped_at: str | None = None  # e.g. "optimizer step 1234" or "epoch 3"
+    stopped_at: str | None = None  # e.g. "optimizer step 1234" or "epoch 3" (1-based)
     value: float | None = None
 
 
@@ -64,9 +63,19 @@ class NaNDecision(NamedTuple):
     reason: Reason
 
 
+def _check_monitor(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"'monitor' must be a non-empty str, got {value!r}")
+
+
 @attrs.frozen(repr=False)
 class TerminateOnNaN:
     """Stop training when ``monitor`` is NaN or infinite.
+
+    Args:
+        monitor: the metric to check (default ``"loss"``), on every call that carries it.
+        stop_is_final: ``False`` reacts to each non-finite value separately (Keras' callback,
+            per batch) instead of stopping for good at the first one.
 
     >>> import trainctl
     >>> ctl = trainctl.Controller(trainctl.TerminateOnNaN())
@@ -74,14 +83,15 @@ class TerminateOnNaN:
     (False, True)
     """
 
-    monitor: str = attrs.field(default="loss")
+    monitor: str = attrs.field(default="loss", validator=_check_monitor)
+    stop_is_final: bool = attrs.field(
+        default=True, kw_only=True, converter=plain, validator=boolean
+    )
 
     clocks: ClassVar[frozenset[Clock]] = frozenset({"round", "optimizer_step"})
     warn_if_missing: ClassVar[bool] = False
 
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.monitor, str) or not self.monitor:
-            raise ValueError(f"'monitor' must be a non-empty str, got {self.monitor!r}")
+    __reduce__ = rebuild_reduce
 
     @property
     def label(self) -> str:
@@ -91,23 +101,23 @@ class TerminateOnNaN:
         return NaNState()
 
     def update(self, state: NaNState, obs: Observation) -> tuple[NaNDecision, NaNState]:
-        if state.stopped_at is not None:
-            why = _lazy(self.label, "already_stopped", _m_stopped, self.monitor, state)
-            return _new(NaNDecision, (True, why)), state
+        if state.stopped_at is not None and self.stop_is_final:
+            why = Reason.lazy(self.label, "already_stopped", _m_stopped, self.monitor, state)
+            return NaNDecision(stop=True, reason=why), state
         v = read_metric(obs.metrics, self.monitor)
         if v is None:
-            why = _lazy(self.label, "missing_metric", _m_missing, self.monitor)
-            return _new(NaNDecision, (False, why)), state
+            why = Reason.lazy(self.label, "missing_metric", _m_missing, self.monitor)
+            return NaNDecision(stop=False, reason=why), state
         if v - v == 0.0:  # finite: inf - inf and nan - nan are nan
-            return _new(NaNDecision, (False, _lazy(self.label, "finite", _m_finite,
-                                                   self.monitor, v))), state
+            why = Reason.lazy(self.label, "finite", _m_finite, self.monitor, v)
+            return NaNDecision(stop=False, reason=why), state
         where = (
             f"optimizer step {obs.optimizer_steps}"
             if obs.clock == "optimizer_step"
-            else f"epoch {obs.epoch}"
+            else epoch_text(obs.epoch)
         )
         new = NaNState(stopped_at=where, value=v)
-        why = _lazy(self.label, "non_finite", _m_non_finite, self.monitor, v, where)
+        why = Reason.lazy(self.label, "non_finite", _m_non_finite, self.monitor, v, where)
         return NaNDecision(stop=True, reason=why), new
 
     def state_to_dict(self, state: NaNState) -> dict[str, Any]:

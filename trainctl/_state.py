@@ -9,22 +9,40 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from types import MappingProxyType
+from typing import Any, overload
 
 __all__ = [
+    "NONFINITE",
     "StateError",
     "decode_float",
     "decode_int",
     "decode_optional_int",
     "encode_float",
+    "plain_data",
     "require_keys",
 ]
 
-_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+#: The strings strict JSON spells non-finite floats with (see :func:`encode_float`).
+NONFINITE: Mapping[str, float] = MappingProxyType(
+    {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+)
 
 
 class StateError(ValueError):
     """A state dict does not fit this object: another configuration, version or a corrupt value."""
+
+
+@overload
+def encode_float(value: float) -> float | str: ...
+
+
+@overload
+def encode_float(value: None) -> None: ...
+
+
+@overload
+def encode_float(value: float | None) -> float | str | None: ...
 
 
 def encode_float(value: float | None) -> float | str | None:
@@ -36,13 +54,25 @@ def encode_float(value: float | None) -> float | str | None:
     return "inf" if value > 0 else "-inf"
 
 
+def plain_data(value: Any) -> Any:
+    """``value`` (dicts, lists, tuples, numbers, strings) with every non-finite float encoded by
+    :func:`encode_float`, tuples as lists: strict JSON."""
+    if isinstance(value, float):
+        return encode_float(value)
+    if isinstance(value, Mapping):
+        return {k: plain_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    return value
+
+
 def decode_float(value: object, *, where: str) -> float | None:
     """Inverse of :func:`encode_float`; ``where`` names the field in error messages."""
     if value is None:
         return None
     if isinstance(value, str):
         try:
-            return _NONFINITE[value]
+            return NONFINITE[value]
         except KeyError:
             raise StateError(f"{where}: expected a number, got string {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -17,8 +17,11 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import attrs
+import numpy as np
 
 __all__ = [
+    "boolean",
+    "check_bool",
     "check_finite",
     "check_ge",
     "check_gt",
@@ -26,6 +29,7 @@ __all__ = [
     "check_le",
     "check_lt",
     "check_one_of",
+    "check_real",
     "finite",
     "ge",
     "gt",
@@ -34,6 +38,8 @@ __all__ = [
     "lt",
     "one_of",
     "optional",
+    "plain",
+    "real",
 ]
 
 
@@ -42,49 +48,80 @@ def _fmt(value: object) -> str:
 
 
 def check_int(name: str, value: object) -> int:
-    """Return ``value`` as an int; reject bools, floats and anything that is not integral."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    """Return ``value`` as a Python int; reject bools, floats and anything not integral.
+
+    numpy integers are accepted and normalised (``np.int64(3)`` -> ``3``), so that what is kept
+    is plain data that ``json.dumps`` writes.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"'{name}' must be an int, got {type(value).__name__} {_fmt(value)}")
     return int(value)
 
 
+def check_real(name: str, value: object) -> float:
+    """``value`` as a Python float: a real number, not a bool, a string or ``None``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"'{name}' must be a real number, got {type(value).__name__} {_fmt(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(
+            f"'{name}' must be a finite number, got {_fmt(value)} (too large for a float)"
+        ) from None
+
+
 def check_finite(name: str, value: object) -> float:
     """Return ``value`` as a float; reject non-numbers, NaN and infinities."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"'{name}' must be a real number, got {type(value).__name__} {_fmt(value)}")
-    f = float(value)
+    f = check_real(name, value)
     if not math.isfinite(f):
         raise ValueError(f"'{name}' must be finite, got {_fmt(f)}")
     return f
 
 
-def _real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"'{name}' must be a real number, got {type(value).__name__} {_fmt(value)}")
-    return float(value)
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` as a Python bool; only ``True``/``False`` (and numpy's) are booleans.
+
+    A string such as ``"False"`` or ``"no"`` is truthy in Python, which is exactly the mistake
+    this refuses.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"'{name}' must be a bool, got {type(value).__name__} {_fmt(value)}")
+    return bool(value)
+
+
+def plain(value: Any) -> Any:
+    """attrs converter: a numpy scalar as the Python scalar it holds (``np.int64(3)`` -> ``3``,
+    ``np.float32(0.5)`` -> ``0.5``, ``np.bool_(True)`` -> ``True``); anything else unchanged.
+
+    A configuration keeps plain Python values, so that ``json.dumps`` writes its state; the
+    field's validator then checks the type and the bounds, naming the parameter.
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def check_ge(name: str, value: object, bound: float) -> None:
     """Raise ``ValueError("'name' must be >= bound, got value")`` unless ``value >= bound``."""
-    if not _real(name, value) >= bound:  # written so that NaN fails too
+    if not check_real(name, value) >= bound:  # written so that NaN fails too
         raise ValueError(f"'{name}' must be >= {bound}, got {_fmt(value)}")
 
 
 def check_gt(name: str, value: object, bound: float) -> None:
     """Raise ``ValueError`` unless ``value > bound``."""
-    if not _real(name, value) > bound:
+    if not check_real(name, value) > bound:
         raise ValueError(f"'{name}' must be > {bound}, got {_fmt(value)}")
 
 
 def check_le(name: str, value: object, bound: float) -> None:
     """Raise ``ValueError`` unless ``value <= bound``."""
-    if not _real(name, value) <= bound:
+    if not check_real(name, value) <= bound:
         raise ValueError(f"'{name}' must be <= {bound}, got {_fmt(value)}")
 
 
 def check_lt(name: str, value: object, bound: float) -> None:
     """Raise ``ValueError`` unless ``value < bound``."""
-    if not _real(name, value) < bound:
+    if not check_real(name, value) < bound:
         raise ValueError(f"'{name}' must be < {bound}, got {_fmt(value)}")
 
 
@@ -136,9 +173,19 @@ def lt(bound: float) -> Validator:
     return _v
 
 
+def boolean(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: a bool."""
+    check_bool(attr.name, value)
+
+
 def integer(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     """attrs validator: an int (not a bool, not a float)."""
     check_int(attr.name, value)
+
+
+def real(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: a real number (not a bool, not a string)."""
+    check_real(attr.name, value)
 
 
 def finite(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:

@@ -119,6 +119,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from ._names import (
+    DEFAULT_MANIFEST_NAME,
+    TEMP_PREFIX,
+    TEMP_TOKEN_HEX,
+    check_checkpoint_name,
+)
+from ._state import NONFINITE, encode_float
+
 __all__ = [
     "DEFAULT_MANIFEST_NAME",
     "TEMP_PREFIX",
@@ -131,17 +139,10 @@ __all__ = [
     "RecoveryReport",
 ]
 
-DEFAULT_MANIFEST_NAME: Final = "trainctl-manifest.json"
-#: Every temporary file the store creates starts with this prefix; checkpoint names may not.
-TEMP_PREFIX: Final = ".trainctl-tmp-"
 
 _FORMAT: Final = "trainctl-checkpoint-manifest"
 _VERSION: Final = 1
-_TOKEN_HEX: Final = 12  # characters of random hex in a temporary name
-_NAME_MAX: Final = 255  # bytes in one file name on common file systems
-_MAX_NAME_BYTES: Final = _NAME_MAX - len(TEMP_PREFIX) - _TOKEN_HEX - 1
 _FLOAT_TAG: Final = "__trainctl_float__"  # how a non-finite float is spelled inside `state`
-_NONFINITE: Final = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 # Public records and errors -------------------------------------------------------------------
@@ -252,29 +253,6 @@ class CheckpointStoreWarning(UserWarning):
 # Names ----------------------------------------------------------------------------------------
 
 
-def _check_file_name(what: str, name: object) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"{what} must be a str, got {type(name).__name__} {name!r}")
-    problem = None
-    if not name:
-        problem = "must not be empty"
-    elif "\x00" in name:
-        problem = "must not contain NUL"
-    elif "/" in name or "\\" in name:
-        problem = "must not contain '/' or '\\' (no subdirectories, no paths)"
-    elif name in (".", ".."):
-        problem = "must not be '.' or '..'"
-    elif os.name == "nt" and (":" in name or name.endswith((" ", "."))):
-        problem = "must not contain ':' or end with a space or a dot on Windows"
-    elif name.startswith(TEMP_PREFIX):
-        problem = f"must not start with {TEMP_PREFIX!r} (reserved for temporary files)"
-    elif len(os.fsencode(name)) > _MAX_NAME_BYTES:
-        problem = f"must be at most {_MAX_NAME_BYTES} bytes long"
-    if problem is not None:
-        raise ValueError(f"{what} {problem}, got {name!r}")
-    return name
-
-
 # JSON encoding: strict JSON (no NaN/Infinity tokens), exact round trip --------------------------
 
 
@@ -293,16 +271,8 @@ def _encode_metrics(metrics: Mapping[str, object] | None) -> dict[str, float | s
             raise TypeError(
                 f"'metrics[{key!r}]' must be a real number, got {type(value).__name__} {value!r}"
             )
-        out[key] = _float_to_json(float(value))
+        out[key] = encode_float(float(value))
     return out
-
-
-def _float_to_json(value: float) -> float | str:
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
 
 
 def _encode_state(value: object, where: str) -> Any:
@@ -313,7 +283,7 @@ def _encode_state(value: object, where: str) -> Any:
         return int(value)
     if isinstance(value, numbers.Real):
         f = float(value)
-        return f if math.isfinite(f) else {_FLOAT_TAG: _float_to_json(f)}
+        return f if math.isfinite(f) else {_FLOAT_TAG: encode_float(f)}
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
@@ -336,7 +306,7 @@ def _encode_state(value: object, where: str) -> Any:
 def _decode_state(value: Any) -> Any:
     if isinstance(value, dict):
         if len(value) == 1 and _FLOAT_TAG in value:
-            return _NONFINITE[value[_FLOAT_TAG]]
+            return NONFINITE[value[_FLOAT_TAG]]
         return {key: _decode_state(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_decode_state(item) for item in value]
@@ -407,7 +377,7 @@ def _record_to_json(record: _Record) -> dict[str, Any]:
         "name": e.name,
         "sequence": e.sequence,
         "size": e.size,
-        "metrics": {k: _float_to_json(v) for k, v in e.metrics.items()},
+        "metrics": {k: encode_float(v) for k, v in e.metrics.items()},
         "state": record.state,
     }
 
@@ -428,7 +398,7 @@ def _is_int(value: object) -> bool:
 def _name_from_json(value: object, where: str) -> str:
     _require(isinstance(value, str), f"{where} is not a string")
     try:
-        return _check_file_name(where, value)
+        return check_checkpoint_name(where, value)
     except ValueError as exc:
         raise _Invalid(str(exc)) from None
 
@@ -448,8 +418,8 @@ def _record_from_json(value: object, where: str) -> _Record:
     metrics: dict[str, float] = {}
     for key, item in raw_metrics.items():
         if isinstance(item, str):
-            _require(item in _NONFINITE, f"{where}.metrics[{key!r}] is the string {item!r}")
-            metrics[key] = _NONFINITE[item]
+            _require(item in NONFINITE, f"{where}.metrics[{key!r}] is the string {item!r}")
+            metrics[key] = NONFINITE[item]
         else:
             _require(
                 isinstance(item, (int, float)) and not isinstance(item, bool),
@@ -549,7 +519,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _temp_name(final_name: str) -> str:
-    return f"{TEMP_PREFIX}{secrets.token_hex(_TOKEN_HEX // 2)}-{final_name}"
+    return f"{TEMP_PREFIX}{secrets.token_hex(TEMP_TOKEN_HEX // 2)}-{final_name}"
 
 
 def _remove_quietly(path: Path) -> bool:
@@ -595,7 +565,9 @@ class CheckpointStore:
         create: bool = True,
     ) -> None:
         self._directory = Path(directory)
-        self._manifest_name = _check_file_name("'manifest_name'", manifest_name)
+        self._manifest_name = check_checkpoint_name(
+            "'manifest_name'", manifest_name, manifest_name=None
+        )
         self._manifest_path = self._directory / manifest_name
         self._create = bool(create)
         self._manifest: _Manifest | None = None  # None until recover()
@@ -714,8 +686,9 @@ class CheckpointStore:
         :class:`CheckpointSaveError` when the save fails; see the module docstring.
         """
         manifest = self._ready()
-        name = _check_file_name("checkpoint name", name)
-        self._check_not_reserved(name)
+        name = check_checkpoint_name(
+            "checkpoint name", name, manifest_name=self._manifest_name
+        )
         if name in self._protected:
             raise ValueError(
                 f"checkpoint {name!r} is protected and cannot be overwritten; call "
@@ -850,18 +823,13 @@ class CheckpointStore:
             raise
         return to_delete
 
-    def _check_not_reserved(self, name: str) -> None:
-        folded, manifest = name.casefold(), self._manifest_name.casefold()
-        if folded == manifest or folded.startswith(manifest + ".corrupt-"):
-            raise ValueError(
-                f"checkpoint name {name!r} is reserved for the manifest {self._manifest_name!r}"
-            )
-
     def _deletable(self, names: Iterable[str], *, saving: str | None) -> tuple[str, ...]:
         manifest = self._ready()
         out: list[str] = []
         for raw in names:
-            name = _check_file_name("name in 'delete'", raw)
+            name = check_checkpoint_name(
+                "name in 'delete'", raw, manifest_name=self._manifest_name
+            )
             if name == saving:
                 raise ValueError(f"checkpoint {name!r} cannot be saved and deleted in one call")
             if name in out:
@@ -1107,7 +1075,7 @@ class CheckpointStore:
 
 
 def _decode_metric(value: float | str) -> float:
-    return _NONFINITE[value] if isinstance(value, str) else value
+    return NONFINITE[value] if isinstance(value, str) else value
 
 
 def _reject_constant(token: str) -> Any:

@@ -34,11 +34,14 @@ The core configuration is rebuilt (and validated) when a hyperparameter attribut
 torch reads its attributes at every step. The optimizer's rates are read at every step: a rate
 changed by hand is respected, and the reduction starts from it.
 
-Arguments torch accepts that the core cannot express (they raise ``ValueError`` or ``TypeError``
-here, at construction, naming the argument):
+Arguments torch accepts that the core refuses (they raise ``ValueError`` or ``TypeError`` here, at
+construction, naming the argument):
 
-- ``factor <= 0`` (torch then sends each reduction straight to ``min_lr``): the core requires
-  ``0 < factor < 1``; ``factor >= 1`` raises torch's own ``ValueError("Factor should be < 1.0.")``;
+- ``factor >= 1`` raises torch's own ``ValueError("Factor should be < 1.0.")``; ``factor <= 0``
+  is accepted as torch accepts it (each reduction goes straight to ``min_lr``:
+  ``allow_nonpositive_factor=True`` in the core);
+- ``threshold >= 1`` with ``threshold_mode="rel"`` and ``mode="min"`` (a positive metric can
+  never improve by 100% of itself; the core refuses the combination, naming both);
 - negative ``patience``, ``cooldown``, ``eps`` or ``min_lr``, non-finite ``threshold``/``eps``/
   ``min_lr``, and non-whole ``patience``/``cooldown`` (whole floats such as ``5.0`` are accepted).
 
@@ -107,6 +110,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau as _TorchReduceLROnPlatea
 
 import trainctl
 from trainctl import Observation, PlateauDecision, PlateauState
+from trainctl._rates import group_rate, reduced_rate
 from trainctl.schedules import Schedule
 
 __all__ = ["ReduceLROnPlateau", "ScheduleLR"]
@@ -183,11 +187,6 @@ def _build_policy(key: _Key) -> trainctl.ReduceLROnPlateau:
     _check_modes(mode, threshold_mode)
     if factor >= 1.0:
         raise ValueError("Factor should be < 1.0.")
-    if isinstance(factor, Real) and factor <= 0:
-        raise ValueError(
-            f"'factor' must be > 0, got {factor!r}: torch also accepts factor <= 0 (every "
-            "reduction then goes straight to min_lr), which trainctl's core does not express"
-        )
     try:
         return trainctl.ReduceLROnPlateau(
             _MONITOR,
@@ -200,6 +199,7 @@ def _build_policy(key: _Key) -> trainctl.ReduceLROnPlateau:
             cooldown=_whole("cooldown", cooldown),
             min_lr=min_lrs,
             eps=eps,
+            allow_nonpositive_factor=True,  # torch: a reduction then goes straight to min_lr
         )
     except (TypeError, ValueError) as error:
         raise type(error)(f"ReduceLROnPlateau: {error}") from error
@@ -319,7 +319,10 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
 
     def _core_state(self) -> PlateauState:
         best = None if self.best == self.mode_worse else self.best
-        return PlateauState(best, self.num_bad_epochs, self.cooldown_counter, self._reductions)
+        return PlateauState(
+            best=best, wait=self.num_bad_epochs, cooldown_counter=self.cooldown_counter,
+            reductions=self._reductions,
+        )
 
     # -- torch's API ----------------------------------------------------------------------------
 
@@ -335,7 +338,10 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
         groups = self.optimizer.param_groups
         policy = self._core(len(groups))
         lrs = tuple(float(g["lr"]) for g in groups)
-        obs = Observation("round", {_MONITOR: current}, epoch, epoch, 0, lrs)
+        obs = Observation(
+            clock="round", metrics={_MONITOR: current}, epoch=epoch, round=epoch,
+            optimizer_steps=0, lr=lrs,
+        )
         try:
             decision, state = policy.update(self._core_state(), obs)
         except ValueError as error:
@@ -348,10 +354,12 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
                     "`optimizer` param groups."
                 ) from error
             raise
-        if decision.reduced:
-            for group, old, new in zip(groups, lrs, decision.lr, strict=True):  # type: ignore[arg-type]
-                if new != old:
-                    _set_group_lr(group, new)
+        factors = decision.lr_factor
+        if factors is not None:  # the core's request, carried out with the core's rule
+            floors = policy.min_lrs(len(groups))
+            for group, old, factor, floor in zip(groups, lrs, factors, floors, strict=True):  # type: ignore[arg-type]
+                if factor != 1.0:
+                    _set_group_lr(group, reduced_rate(old, factor, floor))
         self.best = self.mode_worse if state.best is None else state.best
         self.num_bad_epochs = state.wait
         self.cooldown_counter = state.cooldown_counter
@@ -481,10 +489,7 @@ class ScheduleLR(LRScheduler):
     def _get_closed_form_lr(self) -> list[float | Tensor]:
         value = self.schedule(self.last_epoch)
         reference = self._reference
-        return [
-            value if float(base) == reference else base * (value / reference)
-            for base in self.base_lrs
-        ]
+        return [group_rate(float(base), value, reference) for base in self.base_lrs]
 
     def state_dict(self) -> dict[str, Any]:
         """torch's entries (``last_epoch``, ``base_lrs``, ...) and ``"schedule"``: its repr."""

@@ -13,8 +13,11 @@ Each drop-in subclasses ``keras.callbacks.Callback``, takes exactly the argument
 (same names, defaults, validation errors and warnings) and, inside ``model.fit``, gives the same
 stop epoch, the same learning rate every epoch (History's ``learning_rate`` included), the same
 files with the same names and the same restored weights. The decisions come from a core policy
-(``.policy``; ``.controller`` where a Controller runs it); the adapter only reads the logs and
-carries the decision out. ``.last_decision`` is the latest :class:`trainctl.Decision`.
+(``.policy``) run by a one-policy :class:`trainctl.Controller` (``.controller``); the adapter only
+reads the logs and carries the decision out. ``.last_decision`` is the latest
+:class:`trainctl.Decision` (``.last_decision.explain()`` says why). Every public attribute of
+Keras' classes exists and is writable where Keras' is (``es.wait = 3``), the write reaching the
+core's state, and Keras' own callback test files pass against these classes.
 
 ==========================================  =====================================================
 Keras                                       trainctl core configuration
@@ -28,7 +31,8 @@ restore_best_weights, start_from_epoch)``   restore_best_weights=, start_from_ep
 ``ReduceLROnPlateau(monitor, factor,        ``Controller(trainctl.ReduceLROnPlateau(monitor,
 patience, mode, min_delta, cooldown,        factor=, patience=, mode=<resolved>, min_delta=,
 min_lr)``                                   cooldown=, min_lr=, rules="keras",
-                                            precision="float32"))``, stepped with the
+                                            precision="float32",
+                                            allow_nonpositive_factor=True))``, stepped with the
                                             optimizer's float32 rate (``step(logs, lr=...)``);
                                             one rate per optimizer for multi-optimizers
 ``ModelCheckpoint(filepath, monitor,        ``CheckpointPolicy(monitor if save_best_only else
@@ -38,8 +42,10 @@ save_freq, initial_value_threshold)``       save_best_only=, every_n_epochs=1 (`
                                             precision="float32")``, driven by its pure
                                             transition; files written with ``model.save`` /
                                             ``model.save_weights`` as Keras writes them
-``TerminateOnNaN(raise_error)``             ``Controller(trainctl.TerminateOnNaN("loss"))``,
-                                            ``optimizer_step({"loss": ...})`` after each batch
+``TerminateOnNaN(raise_error)``             ``Controller(trainctl.TerminateOnNaN("loss",
+                                            stop_is_final=False))`` (each bad batch stops,
+                                            as in Keras), ``optimizer_step({"loss": ...})``
+                                            after each batch
 ``LearningRateScheduler(schedule,           the schedule is called as Keras calls it (no decision
 verbose)``                                  to take); ``.as_schedule(lr)`` gives the equivalent
                                             ``trainctl.schedules.keras_recurrence`` for a
@@ -59,10 +65,6 @@ Differences, all on inputs where Keras misbehaves or that the core refuses:
   save instead of crashing (Keras 3.15 calls ``monitor_op`` before setting it). With
   ``steps_per_execution > 1`` a batch trigger counts calls of ``on_train_batch_end``, not batches.
   Format fields must sit in the file name, not in the directory part of ``filepath``.
-- ``ReduceLROnPlateau(factor <= 0)`` (Keras accepts any factor below 1; the core's factor is in
-  ``(0, 1)``): the core decides *when* with a stand-in factor of 0.5 and the adapter sets Keras'
-  ``max(old * factor, min_lr)``; ``last_decision.lr`` is the rate set, but the reason's message
-  names the stand-in's rate.
 - Values the core validates and Keras does not (a negative ``patience``, ``cooldown`` or
   ``min_lr``) raise the core's ``ValueError``.
 
@@ -83,19 +85,18 @@ plateau, which Keras refuses), writes checkpoints through the crash-safe
         schedule=schedules.warmup(schedules.cosine(1e-3, total_steps=steps), warmup_steps=100),
     )
     cb = ControllerCallback(ctl, store="checkpoints")
-    initial_epoch = cb.resume(model)            # 0 on a fresh start
-    model.fit(x, y, validation_data=(vx, vy), epochs=epochs, initial_epoch=initial_epoch,
-              callbacks=[cb])
+    resumed = cb.resume(model)                  # a fresh start if the store is empty
+    model.fit(x, y, validation_data=(vx, vy), epochs=epochs, callbacks=[cb])
+    # fit starts at resumed.epoch by itself (and trains nothing if the run had stopped)
 """
 
 from __future__ import annotations
 
-import math
 import os
 import string
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -104,7 +105,8 @@ import numpy as np
 from keras.src.utils import io_utils
 
 import trainctl
-from trainctl import CheckpointPolicy, Controller, Decision, Observation
+from trainctl import CheckpointPolicy, Controller, Decision
+from trainctl.effects import EffectsRunner, Resume
 from trainctl.storage import CheckpointStore
 
 __all__ = [
@@ -176,46 +178,110 @@ def _optimizers(model: Any) -> tuple[list[Any], bool]:
     return [opt], False
 
 
-# -- EarlyStopping ------------------------------------------------------------------------------
+def _present(logs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The logs without ``None`` values: Keras treats ``logs.get(monitor) is None`` as absent."""
+    return {k: v for k, v in (logs or {}).items() if v is not None}
 
 
-class _OnePolicyCallback(_Callback):  # type: ignore[misc]
-    """A drop-in whose decisions come from one core policy run by a one-policy Controller."""
+def _missing(decision: Decision) -> bool:
+    return any(r.event == "missing_metric" for r in decision.reasons)
+
+
+# -- the drop-ins' shared base ------------------------------------------------------------------
+
+
+class _DropIn(_Callback):  # type: ignore[misc]
+    """A drop-in whose decisions come from one core policy run by a one-policy Controller.
+
+    With ``mode="auto"`` the direction is only known at the first epoch end (from the compiled
+    metrics, as Keras resolves it); until then the core state lives in ``_pending`` so that
+    Keras' attributes (``best``, ``wait``, ...) can be read and written all along.
+    """
 
     policy: Any
     controller: Controller | None
-    _initial_state: Callable[[], Any]
+    last_decision: Decision | None
+    _pending: Any
 
     def _make_policy(self, direction: Direction) -> Any:
         raise NotImplementedError
 
+    def _setup(self, mode: str) -> None:
+        self.policy = None
+        self.controller = None
+        self.last_decision = None
+        probe = self._make_policy("min" if mode == "auto" else mode)  # type: ignore[arg-type]
+        self._pending = probe.initial_state()  # validates the arguments now, like Keras
+        if mode != "auto":
+            self._build(mode)  # type: ignore[arg-type]
+
     def _build(self, direction: Direction) -> Controller:
         self.policy = self._make_policy(direction)
-        self.controller = Controller(self.policy)
+        ctl = Controller(self.policy, warn_missing=False)  # Keras' own warning text instead
+        ctl.replace_state(0, self._pending)
+        self.controller = ctl
+        return ctl
+
+    def _ensure(self) -> Controller:
+        if self.controller is None:  # Keras delays the direction until the metrics are built
+            return self._build(
+                keras_direction(type(self).__name__, self.model, self.monitor, self.mode)
+            )
         return self.controller
 
     def _state(self) -> Any:
+        return self._pending if self.controller is None else self.controller.states[0]
+
+    def _set(self, **fields: Any) -> None:
+        new = self._state()._replace(**fields)
         if self.controller is None:
-            return self._initial_state()
-        return self.controller.states[0]
+            self._pending = new
+        else:
+            self.controller.replace_state(0, new)
+
+    def _reset(self) -> None:
+        self._pending = type(self._pending)()
+        if self.controller is not None:
+            self.controller.reset()
+        self.last_decision = None
+
+    @property
+    def monitor_op(self) -> Any:
+        """Keras' comparison (``ops.less`` / ``ops.greater``), ``None`` until the direction is
+        known."""
+        if self.policy is None:
+            return None
+        return keras.ops.greater if self.policy.direction == "max" else keras.ops.less
 
     @property
     def wait(self) -> int:
         return int(self._state().wait)
+
+    @wait.setter
+    def wait(self, value: int) -> None:
+        self._set(wait=int(value))
 
     @property
     def best(self) -> float | None:
         best: float | None = self._state().best
         return best
 
+    @best.setter
+    def best(self, value: float | None) -> None:
+        self._set(best=None if value is None else float(value))
 
-class EarlyStopping(_OnePolicyCallback):
+
+# -- EarlyStopping ------------------------------------------------------------------------------
+
+
+class EarlyStopping(_DropIn):
     """``keras.callbacks.EarlyStopping`` on trainctl's core (same arguments and behaviour).
 
     Attributes beyond Keras: ``policy`` (the :class:`trainctl.EarlyStopping`), ``controller``
     (``None`` until the direction is known: at once for ``mode="min"/"max"``, at the first epoch
     end for ``"auto"``) and ``last_decision``. Keras' ``wait``, ``best``, ``best_epoch``,
-    ``stopped_epoch`` and ``best_weights`` read the core's state.
+    ``stopped_epoch`` and ``monitor_op`` read the core's state (and write it), ``best_weights``
+    holds the kept weights.
     """
 
     def __init__(
@@ -238,14 +304,8 @@ class EarlyStopping(_OnePolicyCallback):
         self.baseline = baseline
         self.restore_best_weights = restore_best_weights
         self.start_from_epoch = start_from_epoch
-        self.best_weights: list[Any] | None = None
-        self.policy: trainctl.EarlyStopping | None = None
-        self.controller: Controller | None = None
-        self.last_decision: Decision | None = None
-        # validate now (the core's checks), even when the direction is only known later
-        self._make_policy("min" if self.mode == "auto" else self.mode)  # type: ignore[arg-type]
-        if self.mode != "auto":
-            self._build(self.mode)  # type: ignore[arg-type]
+        self.best_weights: Any = None
+        self._setup(self.mode)
 
     def _make_policy(self, direction: Direction) -> trainctl.EarlyStopping:
         return trainctl.EarlyStopping(
@@ -260,38 +320,40 @@ class EarlyStopping(_OnePolicyCallback):
             precision="float32",
         )
 
-    _initial_state = trainctl.EarlyStoppingState
-
     @property
     def best_epoch(self) -> int:
         return self._state().best_epoch or 0
+
+    @best_epoch.setter
+    def best_epoch(self, value: int) -> None:
+        self._set(best_epoch=int(value))
 
     @property
     def stopped_epoch(self) -> int:
         return self._state().stopped_epoch or 0
 
+    @stopped_epoch.setter
+    def stopped_epoch(self, value: int) -> None:
+        value = int(value)
+        self._set(
+            stopped_epoch=value or None, stop_event="patience_exhausted" if value else None
+        )
+
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-        # Keras: allow instances to be re-used across fit() calls
-        if self.controller is not None:
-            self.controller.reset()
+        # Keras: allow instances to be re-used across fit() calls (keras#20256)
+        self._reset()
         self.best_weights = None
-        self.last_decision = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        ctl = self.controller
-        if ctl is None:  # Keras delays the direction until the model's metrics are built
-            ctl = self._build(keras_direction(type(self).__name__, self.model, self.monitor,
-                                              self.mode))
-        logs = logs or {}
-        if logs.get(self.monitor) is None:
+        ctl = self._ensure()
+        decision = ctl.step(_present(logs), epoch=epoch)
+        self.last_decision = decision
+        if _missing(decision):
             warnings.warn(
                 f"Early stopping conditioned on metric `{self.monitor}` which is not available. "
-                f"Available metrics are: {','.join(list(logs.keys()))}",
+                f"Available metrics are: {','.join(list((logs or {}).keys()))}",
                 stacklevel=2,
             )
-            return  # an absent metric changes nothing in the core either
-        decision = ctl.step(logs, epoch=epoch)
-        self.last_decision = decision
         if decision.snapshot_best:
             self.best_weights = self.model.get_weights()
         if decision.stop:
@@ -327,18 +389,16 @@ class EarlyStopping(_OnePolicyCallback):
 
 # -- ReduceLROnPlateau --------------------------------------------------------------------------
 
-#: the core's factor for Keras' ``factor <= 0`` (see the module docstring)
-_STAND_IN_FACTOR = 0.5
 
-
-class ReduceLROnPlateau(_OnePolicyCallback):
+class ReduceLROnPlateau(_DropIn):
     """``keras.callbacks.ReduceLROnPlateau`` on trainctl's core (same arguments and behaviour).
 
     Attributes beyond Keras: ``policy``, ``controller`` (``None`` until the direction is known)
-    and ``last_decision``. Keras' ``wait``, ``best`` and ``cooldown_counter`` read the core's
-    state. Like Keras, it writes ``logs["learning_rate"]`` (the rate used during the epoch) at
-    every epoch end, and fails with Keras' ``TypeError`` if it must lower a rate that a
-    ``LearningRateSchedule`` owns (use :class:`ControllerCallback` with a trainctl schedule).
+    and ``last_decision``. Keras' ``wait``, ``best``, ``cooldown_counter`` and ``monitor_op``
+    read (and write) the core's state. Like Keras, it writes ``logs["learning_rate"]`` (the rate
+    used during the epoch) at every epoch end, and fails with Keras' ``TypeError`` if it must
+    lower a rate that a ``LearningRateSchedule`` owns (use :class:`ControllerCallback` with a
+    trainctl schedule). ``factor <= 0`` sends each reduction to ``min_lr``, as in Keras.
     """
 
     def __init__(
@@ -367,17 +427,12 @@ class ReduceLROnPlateau(_OnePolicyCallback):
         self.patience = patience
         self.verbose = verbose
         self.cooldown = cooldown
-        self.policy: trainctl.ReduceLROnPlateau | None = None
-        self.controller: Controller | None = None
-        self.last_decision: Decision | None = None
-        self._make_policy("min" if self.mode == "auto" else self.mode)  # type: ignore[arg-type]
-        if self.mode != "auto":
-            self._build(self.mode)  # type: ignore[arg-type]
+        self._setup(self.mode)
 
     def _make_policy(self, direction: Direction) -> trainctl.ReduceLROnPlateau:
         return trainctl.ReduceLROnPlateau(
             self.monitor,
-            factor=self.factor if self.factor > 0 else _STAND_IN_FACTOR,
+            factor=self.factor,
             patience=self.patience,
             mode=direction,
             min_delta=self.min_delta,
@@ -385,27 +440,25 @@ class ReduceLROnPlateau(_OnePolicyCallback):
             min_lr=self.min_lr,
             rules="keras",
             precision="float32",
+            allow_nonpositive_factor=True,  # Keras: max(lr * factor, min_lr) for any factor < 1
         )
-
-    _initial_state = trainctl.PlateauState
 
     @property
     def cooldown_counter(self) -> int:
         return int(self._state().cooldown_counter)
 
+    @cooldown_counter.setter
+    def cooldown_counter(self, value: int) -> None:
+        self._set(cooldown_counter=int(value))
+
     def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-        if self.controller is not None:
-            self.controller.reset()
-        self.last_decision = None
+        self._reset()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        ctl = self.controller
-        if ctl is None:
-            ctl = self._build(keras_direction(type(self).__name__, self.model, self.monitor,
-                                              self.mode))
+        ctl = self._ensure()
         logs = logs if logs is not None else {}
         optimizers, multi = _optimizers(self.model)
         rates = [_read_lr(opt) for opt in optimizers]
@@ -414,27 +467,19 @@ class ReduceLROnPlateau(_OnePolicyCallback):
                 logs[f"learning_rate_{opt.name}"] = rate
         else:
             logs["learning_rate"] = rates[0]
-        if logs.get(self.monitor) is None:
+        decision = ctl.step(_present(logs), epoch=epoch, lr=tuple(rates) if multi else rates[0])
+        self.last_decision = decision
+        if _missing(decision):
             warnings.warn(
                 "Learning rate reduction is conditioned on metric "
                 f"`{self.monitor}` which is not available. Available metrics "
                 f"are: {','.join(list(logs.keys()))}.",
                 stacklevel=2,
             )
-            return  # the core changes nothing either (not even the cooldown)
-        decision = ctl.step(logs, epoch=epoch, lr=tuple(rates) if multi else rates[0])
-        self.last_decision = decision
-        if not decision.lr_changed:
+        if not decision.lr_changed or decision.lr is None:
             return
-        lr = decision.lr
-        assert lr is not None  # a changed rate is a rate
-        new_rates = lr if isinstance(lr, tuple) else (lr,)
-        applied: list[float] = []
+        new_rates = decision.lr if isinstance(decision.lr, tuple) else (decision.lr,)
         for opt, old, new in zip(optimizers, rates, new_rates, strict=True):
-            if new != old and self.factor <= 0:
-                # the core decided *when* with a stand-in factor; the rate is Keras'
-                new = max(old * self.factor, self.min_lr)
-            applied.append(new)
             if new == old:
                 continue
             opt.learning_rate = new
@@ -444,10 +489,6 @@ class ReduceLROnPlateau(_OnePolicyCallback):
                     f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing{name_str} "
                     f"learning rate to {new}."
                 )
-        if self.factor <= 0:  # report the rate really set, not the stand-in's
-            self.last_decision = decision._replace(
-                lr=tuple(applied) if multi else applied[0]
-            )
 
 
 # -- ModelCheckpoint ----------------------------------------------------------------------------
@@ -488,10 +529,11 @@ def _batch_template(template: str) -> str | None:
 class ModelCheckpoint(_Callback):  # type: ignore[misc]
     """``keras.callbacks.ModelCheckpoint`` on trainctl's core (same arguments, files and names).
 
-    The saving decision and the name come from a :class:`trainctl.CheckpointPolicy` (``policy``,
-    its state in ``state``, the latest decision in ``last_decision``); files are written with
-    ``model.save`` / ``model.save_weights(..., overwrite=True)`` as Keras writes them, nothing is
-    deleted, and the best survives across ``fit`` calls (as in Keras).
+    The saving decision and the name come from a :class:`trainctl.CheckpointPolicy` (``policy``)
+    run by a one-policy :class:`trainctl.Controller` (``controller``; its state in ``state``, the
+    latest decision in ``last_decision``); files are written with ``model.save`` /
+    ``model.save_weights(..., overwrite=True)`` as Keras writes them, nothing is deleted, and the
+    best survives across ``fit`` calls (as in Keras).
     """
 
     def __init__(
@@ -544,10 +586,8 @@ class ModelCheckpoint(_Callback):  # type: ignore[misc]
                 f"name, not in its directory; got filepath={self.filepath}"
             )
         self.policy: CheckpointPolicy | None = None
-        self.state: trainctl.CheckpointState | None = None
-        self.last_decision: trainctl.CheckpointDecision | None = None
-        self._steps = 0
-        self._rounds = 0
+        self.controller: Controller | None = None
+        self.last_decision: Decision | None = None
         self._current_epoch = 0
         self._make_policy("min" if self.mode == "auto" else self.mode)  # type: ignore[arg-type]
         if not save_best_only or self.mode != "auto":
@@ -569,10 +609,15 @@ class ModelCheckpoint(_Callback):  # type: ignore[misc]
             precision="float32",
         )
 
-    def _build(self, direction: Direction) -> CheckpointPolicy:
+    def _build(self, direction: Direction) -> Controller:
         self.policy = self._make_policy(direction)
-        self.state = self.policy.initial_state()
-        return self.policy
+        self.controller = Controller(self.policy, warn_missing=False)  # Keras warns itself
+        return self.controller
+
+    @property
+    def state(self) -> trainctl.CheckpointState | None:
+        """The policy's state (``None`` until the direction is known)."""
+        return None if self.controller is None else self.controller.states[0]
 
     @property
     def best(self) -> float | None:
@@ -583,22 +628,21 @@ class ModelCheckpoint(_Callback):  # type: ignore[misc]
         self._current_epoch = epoch
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        self._ensure_policy()
+        self._ensure()
         if self.save_freq == "epoch":
             self._save_model(epoch, None, logs)
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self.save_freq == "epoch":
             return
-        self._steps += 1
         self._save_model(self._current_epoch, batch, logs)
 
-    def _ensure_policy(self) -> CheckpointPolicy:
-        if self.policy is None:
+    def _ensure(self) -> Controller:
+        if self.controller is None:
             self._build(keras_direction(type(self).__name__, self.model, self.monitor,
                                         self.mode))
-        assert self.policy is not None
-        return self.policy
+        assert self.controller is not None
+        return self.controller
 
     def _keras_path(self, epoch: int, batch: int | None, logs: Mapping[str, Any]) -> str:
         """Keras' own formatting, used only to raise Keras' error for a missing field."""
@@ -612,24 +656,20 @@ class ModelCheckpoint(_Callback):  # type: ignore[misc]
             ) from None
 
     def _save_model(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> None:
-        policy = self._ensure_policy()
-        state = self.state
-        assert state is not None
+        ctl = self._ensure()
         logs = logs or {}
-        metrics: Mapping[str, Any] = logs
-        clock: Any = "round" if batch is None else "optimizer_step"
-        obs = Observation(clock, metrics, epoch, self._rounds, self._steps, None, None)
         if self.save_best_only and logs.get(self.monitor) is None:
             warnings.warn(f"Can save best model only with {self.monitor} available.",
                           stacklevel=3)
         previous = self.best
         try:
-            decision, self.state = policy.update(state, obs)
+            if batch is None:
+                decision = ctl.step(_present(logs), epoch=epoch)
+            else:
+                decision = ctl.optimizer_step(_present(logs), epoch=epoch)
         except ValueError:
             self._keras_path(epoch, batch, logs)  # Keras' KeyError for a missing field
             raise
-        if batch is None:
-            self._rounds += 1
         self.last_decision = decision
         current = logs.get(self.monitor)
         path = None
@@ -674,14 +714,15 @@ class ModelCheckpoint(_Callback):  # type: ignore[misc]
 class TerminateOnNaN(_Callback):  # type: ignore[misc]
     """``keras.callbacks.TerminateOnNaN`` on trainctl's core: stop (or raise) on a NaN/inf loss.
 
-    ``controller`` runs a :class:`trainctl.TerminateOnNaN` on the optimizer-step clock;
-    ``last_decision`` is the decision of the batch that stopped training (``None`` otherwise).
+    ``controller`` runs a :class:`trainctl.TerminateOnNaN` (``stop_is_final=False``: each bad
+    batch stops, as Keras reacts to each) on the optimizer-step clock; ``last_decision`` is the
+    decision of the batch that stopped training (``None`` otherwise).
     """
 
     def __init__(self, raise_error: bool = False) -> None:
         super().__init__()
         self.raise_error = raise_error
-        self.policy = trainctl.TerminateOnNaN("loss")
+        self.policy = trainctl.TerminateOnNaN("loss", stop_is_final=False)
         self.controller = Controller(self.policy)
         self.last_decision: Decision | None = None
 
@@ -694,11 +735,9 @@ class TerminateOnNaN(_Callback):  # type: ignore[misc]
         loss = logs.get("loss")
         if loss is None:
             return
-        ctl = self.controller
-        already = ctl.stopped
-        decision = ctl.optimizer_step({"loss": loss})
-        if not decision.stop or (already and math.isfinite(float(loss))):
-            return  # Keras reacts to each invalid loss, and only to those
+        decision = self.controller.optimizer_step({"loss": loss})
+        if not decision.stop:
+            return
         self.last_decision = decision
         if self.raise_error:
             raise RuntimeError(
@@ -768,19 +807,56 @@ class LearningRateScheduler(_Callback):  # type: ignore[misc]
 
 # -- ControllerCallback -------------------------------------------------------------------------
 
-#: the store entry holding the best weights for ``restore_best_weights`` across a resume
-BEST_WEIGHTS_NAME = "trainctl-best.weights.h5"
+#: the suffix of the store entry that keeps the best weights (numpy arrays, ``np.savez``)
+BEST_WEIGHTS_SUFFIX = ".npz"
 _MODEL_SUFFIXES = (".keras", ".h5")
 
 
-def _scalar_metrics(logs: Mapping[str, Any]) -> dict[str, float]:
-    out = {}
-    for key, value in logs.items():
-        try:
-            out[key] = float(value)
-        except (TypeError, ValueError):
-            continue
-    return out
+class _KerasBackend:
+    """The effects runner's backend for a Keras model (see :class:`trainctl.effects.Backend`)."""
+
+    best_suffix = BEST_WEIGHTS_SUFFIX
+
+    def __init__(self, owner: ControllerCallback) -> None:
+        self._owner = owner
+
+    @property
+    def _model(self) -> Any:
+        return self._owner.model
+
+    def read_lrs(self) -> tuple[float, ...] | None:
+        model = self._model
+        if model is None or getattr(model, "optimizer", None) is None:
+            return None
+        return tuple(_read_lr(o) for o in _optimizers(model)[0])
+
+    def set_lrs(self, lrs: tuple[float, ...]) -> None:
+        for o, rate in zip(_optimizers(self._model)[0], lrs, strict=True):
+            o.learning_rate = rate  # Keras' setter assigns its float32 variable
+
+    def snapshot_weights(self) -> list[Any]:
+        return list(self._model.get_weights())
+
+    def restore_weights(self, snapshot: Any) -> None:
+        self._model.set_weights(snapshot)
+
+    def make_checkpoint(self, *, controller_state: Mapping[str, Any], best_weights: Any) -> None:
+        return None  # Keras writes the model itself (write_checkpoint); the state is the store's
+
+    def write_checkpoint(self, payload: Any, path: Path) -> None:
+        model = self._model
+        if str(path).endswith(".weights.h5"):
+            model.save_weights(str(path), overwrite=True)
+        else:
+            model.save(str(path), overwrite=True)
+
+    def write_best(self, path: Path) -> None:
+        weights = self._owner.runner.best_weights
+        with open(path, "wb") as f:
+            np.savez(f, *weights)
+
+    def request_stop(self) -> None:
+        self._model.stop_training = True
 
 
 class ControllerCallback(_Callback):  # type: ignore[misc]
@@ -788,20 +864,21 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
 
     Hooks and clocks: ``on_train_batch_end`` -> ``ctl.optimizer_step`` (only when a policy or
     the schedule listens to optimizer steps; the batch loss is read only if a step policy needs
-    metrics), ``on_epoch_end`` -> ``ctl.step(logs, epoch=epoch)``. Effects:
+    metrics), ``on_epoch_end`` -> ``ctl.step(logs, epoch=epoch)``. The decisions are carried out
+    by :class:`trainctl.effects.EffectsRunner` (``cb.runner``) with these Keras effects:
 
-    - the learning rate: the controller's rate is assigned to ``model.optimizer.learning_rate``
-      at train begin and whenever a decision changes it (``schedule=...`` makes trainctl own
-      the rate per step or per round; plateau reductions apply on top). Without a schedule the
-      optimizer's rate is reported with every round, so a plateau policy sees Keras' float32
-      value. ``logs["learning_rate"]`` records the rate in use at each epoch end.
+    - the learning rate: the optimizer's rate is reported with every round (Keras' float32
+      value, so a plateau policy sees exactly what Keras would); when the controller owns the
+      rate (a schedule or a plateau policy) its rate is assigned to each optimizer's
+      ``learning_rate`` at train begin, whenever a decision changes it and at every round.
+      ``logs["learning_rate"]`` records the rate in use during each epoch;
     - ``model.stop_training = True`` on a stop;
     - ``decision.snapshot_best`` keeps ``model.get_weights()``; at ``on_train_end``
       ``ctl.finish().restore_best`` puts them back;
     - checkpoints named by a :class:`trainctl.CheckpointPolicy` (its ``extension`` must be
       ``".keras"``/``".h5"`` for ``model.save`` or ``".weights.h5"`` for ``model.save_weights``)
-      are written through the crash-safe ``store`` with the controller's ``state_dict()`` and
-      the round's deletions.
+      are written through the crash-safe ``store`` with the controller's ``state_dict()``; the
+      best weights are kept beside them as ``trainctl-best.npz``.
 
     Args:
         controller: the controller to run.
@@ -809,6 +886,8 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
             checkpoint policy, and to resume).
         save_weights_only: refuse full-model names (``.keras``) and save weights only.
         verbose: 1 prints each decision's explanation when it changes something.
+        overwrite: let a fresh run write into a directory that holds another run's checkpoints
+            (refused otherwise: resume it, or use another directory).
 
     Epochs without validation (``fit(validation_freq=n)``) are still rounds: the policies that
     monitor a ``val_`` metric skip them without a change (as Keras' callbacks do), the others
@@ -816,11 +895,9 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
     metric was absent; unlike Keras' callbacks, which warn on each such epoch.
 
     The controller is not reset between ``fit`` calls: a second ``fit`` continues it (call
-    ``controller.reset()`` to start over). Resume an interrupted run with :meth:`resume`,
-    before ``fit``::
-
-        initial_epoch = cb.resume(model)
-        model.fit(..., initial_epoch=initial_epoch, callbacks=[cb])
+    ``controller.reset()`` to start over). Resume an interrupted run with :meth:`resume` before
+    ``fit``: ``fit`` then starts at the right epoch by itself, and trains nothing if the run had
+    already stopped.
     """
 
     def __init__(
@@ -830,6 +907,7 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
         store: CheckpointStore | str | os.PathLike[str] | None = None,
         save_weights_only: bool = False,
         verbose: int = 0,
+        overwrite: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(controller, Controller):
@@ -839,18 +917,15 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
         self.controller = controller
         self.save_weights_only = bool(save_weights_only)
         self.verbose = verbose
-        self.last_decision: Decision | None = None
-        self.best_weights: list[Any] | None = None
         self.decisions: list[Decision] = []  # one per round (epoch end), for inspection
-        self._store: CheckpointStore | None = None
-        self._recovered = False
-        if store is not None:
-            self._store = store if isinstance(store, CheckpointStore) else CheckpointStore(store)
+        self.runner = EffectsRunner(
+            controller, _KerasBackend(self), store=store, overwrite=overwrite
+        )
         policies = controller.policies
-        checkpoints = [p for p in policies if isinstance(p, CheckpointPolicy)]
+        checkpoints = [p for p in policies if callable(getattr(p, "format_name", None))]
         for p in checkpoints:
             self._check_extension(p)
-        if checkpoints and self._store is None:
+        if checkpoints and not self.runner.has_store:
             raise ValueError(
                 "the controller has a CheckpointPolicy: pass store=<directory> (or a "
                 "trainctl.storage.CheckpointStore) to ControllerCallback"
@@ -859,12 +934,7 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
         clock = controller.schedule_clock
         self._step_schedule = controller.schedule is not None and clock == "optimizer_step"
         self._batch_hook = self._step_metrics or self._step_schedule
-        self._owns_lr = controller.schedule is not None or any(
-            isinstance(p, trainctl.ReduceLROnPlateau) for p in policies
-        )
-        self._restores = any(
-            isinstance(p, trainctl.EarlyStopping) and p.restore_best_weights for p in policies
-        )
+        self._resumed: Resume | None = None
         self._epoch = 0
         self._t0 = 0.0
 
@@ -881,70 +951,89 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
             "CheckpointPolicy(..., extension='.weights.h5')"
         )
 
-    # -- the store and resuming ---------------------------------------------------------------
-
     @property
     def store(self) -> CheckpointStore | None:
         """The checkpoint store (recovered on first use)."""
-        if self._store is not None and not self._recovered:
-            self._store.recover()
-            self._recovered = True
-        return self._store
+        return self.runner.store
 
-    def resume(self, model: Any) -> int:
-        """Load the latest checkpoint and the controller state saved with it.
+    @property
+    def last_decision(self) -> Decision | None:
+        """The latest :class:`trainctl.Decision` carried out (``None`` before the first)."""
+        return self.runner.last_decision
 
-        Loads the weights (and the optimizer's state: the optimizer is built first) from the
-        store's latest checkpoint into ``model``, restores the controller's progress (patience,
-        cooldown, best, kept checkpoints, the schedule's clock), and the best weights kept for
-        ``restore_best_weights``. Returns the ``initial_epoch`` to pass to ``fit`` (0 when there
-        is nothing to resume). Call it before ``fit``.
+    @property
+    def best_weights(self) -> Any:
+        """The kept best weights (``model.get_weights()`` at the best epoch), or ``None``."""
+        return self.runner.best_weights
+
+    # -- resuming -------------------------------------------------------------------------------
+
+    def resume(self, model: Any) -> Resume:
+        """Continue the run in the store: load the latest checkpoint into ``model``.
+
+        Loads the weights (and the optimizer's state: the optimizer is built first), restores
+        the controller's progress (patience, cooldown, best, kept checkpoints, the schedule's
+        clock) and the best weights kept for ``restore_best_weights``. Returns a
+        :class:`trainctl.effects.Resume`: ``resume.epoch`` is the 0-based epoch to train next
+        (the ``initial_epoch`` that ``fit`` will start from by itself), ``resume.stopped`` says
+        the run had stopped (``fit`` then trains nothing), ``resume.fresh`` that the store was
+        empty. Call it before ``fit``.
+
+        Keras' random state is not saved (its ``SeedGenerator`` states live in the model's
+        variables, which the checkpoint restores; Python's and numpy's global generators are
+        not): a resumed ``fit`` with ``shuffle=True`` or dropout draws different batches.
         """
-        store = self.store
-        if store is None:
-            raise ValueError("resume() needs a store: ControllerCallback(ctl, store=...)")
-        entries = [e for e in store.entries if e.name != BEST_WEIGHTS_NAME]
-        if not entries:
-            return 0
-        latest = entries[-1]
-        state = store.load_state(latest.name)
+        runner = self.runner
+        name = runner.latest()
+        if name is None:
+            self._resumed = runner.where_to_start(None)
+            runner.resumed_from(None)
+            return self._resumed
+        store = runner.store
+        assert store is not None
+        state = store.load_state(name)
         if state is None:
-            raise ValueError(f"checkpoint {latest.name!r} holds no controller state")
-        self.controller.load_state_dict(state)
+            raise ValueError(f"checkpoint {name!r} holds no controller state")
+        probe = self.controller.clone()
+        probe.load_state_dict(state)  # check before anything changes
         opt = getattr(model, "optimizer", None)
         if opt is not None and not opt.built:
             opt.build(model.trainable_variables)
-        self.best_weights = None
-        if self._restores and BEST_WEIGHTS_NAME in store:
-            saved_epoch = store.get(BEST_WEIGHTS_NAME).metrics.get("epoch")
-            if saved_epoch is not None and saved_epoch in self._best_epochs():
-                model.load_weights(str(store.path(BEST_WEIGHTS_NAME)))
-                self.best_weights = model.get_weights()
+        model.load_weights(str(store.path(name)))
+        self.controller.load_state_dict(state)
+        runner.best_weights = None
+        best = runner.best_entry()
+        if best in store:
+            raw = store.get(best).metrics.get("epoch")
+            saved = None if raw is None else int(raw)
+            wanted = self._best_epoch()
+            if saved is not None and saved == wanted:
+                with np.load(store.path(best)) as arrays:
+                    runner.best_weights = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+                runner.best_epoch, runner.best_written = saved, True
             else:
                 warnings.warn(
-                    f"{BEST_WEIGHTS_NAME} holds the weights of epoch {saved_epoch}, not the "
-                    "best epoch of the resumed state; the best weights will come from the "
-                    "epochs trained from now on",
+                    f"{best} holds the weights of {trainctl.epoch_text(saved)}, not of the best "
+                    f"epoch of the resumed state; the best weights will come from the epochs "
+                    "trained from now on",
                     UserWarning,
                     stacklevel=2,
                 )
-        model.load_weights(str(store.path(latest.name)))
-        store.protect(latest.name)  # what we resumed from stays until a newer save
-        epoch = self.controller.statistics().epoch
-        return 0 if epoch is None else epoch + 1
+        runner.resumed_from(name)
+        self._resumed = runner.where_to_start(name)
+        return self._resumed
 
-    def _best_epochs(self) -> set[float]:
-        return {
-            float(state.best_epoch)
-            for p, state in zip(self.controller.policies, self.controller.states, strict=True)
-            if isinstance(p, trainctl.EarlyStopping) and p.restore_best_weights
-            and state.best_epoch is not None
-        }
+    def _best_epoch(self) -> int | None:
+        for p, state in zip(self.controller.policies, self.controller.states, strict=True):
+            if getattr(p, "restore_best_weights", False):
+                best_epoch: int | None = state.best_epoch
+                return best_epoch
+        return None
 
     # -- hooks ----------------------------------------------------------------------------------
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-        if self._owns_lr:
+        if self.controller.owns_lr:
             for o in _optimizers(self.model)[0]:
                 held = getattr(o, "_learning_rate", None)
                 if isinstance(held, _Schedule):
@@ -957,9 +1046,17 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
                         "schedules: exponential_decay, piecewise_constant, polynomial, cosine, "
                         "cosine_restarts, inverse_time_decay)."
                     )
+        self.runner.check_fresh()
+        resumed = self._resumed
+        if resumed is not None and not resumed.fresh:
+            # fit reads model._initial_epoch after on_train_begin (as for BackupAndRestore):
+            # continue where the run was, or train nothing if it had stopped
+            epochs = int((self.params or {}).get("epochs", resumed.epoch))
+            self.model._initial_epoch = epochs if resumed.stopped else resumed.epoch
+            self._resumed = None
         lr = self.controller.lr
-        if lr is not None and self._owns_lr:
-            self._apply_lr(lr)
+        if lr is not None and self.controller.owns_lr:
+            self.runner.set_rates(lr)
         self._t0 = time.monotonic()
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
@@ -968,23 +1065,16 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if not self._batch_hook:
             return
-        ctl = self.controller
-        decision = ctl.optimizer_step(
-            logs if self._step_metrics else None,
+        decision = self.runner.optimizer_step(
+            _present(logs) if self._step_metrics else None,
             epoch=self._epoch,
             time=time.monotonic() - self._t0,
         )
-        if decision.lr_changed and decision.lr is not None:
-            self._apply_lr(decision.lr)
-        if decision.save is not None or decision.last is not None:
-            self._save(decision, logs or {})
         if decision.stop:
-            self.last_decision = decision
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs if logs is not None else {}
-        ctl = self.controller
         optimizers, multi = _optimizers(self.model)
         rates = [_read_lr(o) for o in optimizers]
         if multi:
@@ -992,78 +1082,16 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
                 logs[f"learning_rate_{o.name}"] = rate
         else:
             logs["learning_rate"] = rates[0]
-        held: float | tuple[float, ...] | None = None
-        if self._owns_lr and ctl.schedule is None:
-            held = tuple(rates) if multi else rates[0]
-        decision = ctl.step(logs, epoch=epoch, lr=held, time=time.monotonic() - self._t0)
-        self.last_decision = decision
+        decision = self.runner.round(
+            _present(logs), epoch=epoch, time=time.monotonic() - self._t0
+        )
         self.decisions.append(decision)
         if self.verbose > 0:
             text = decision.explain()
             if text:
                 io_utils.print_msg(f"\nEpoch {epoch + 1}: {text}")
-        if decision.snapshot_best:
-            self.best_weights = self.model.get_weights()
-            store = self.store
-            if store is not None:
-                store.save(
-                    BEST_WEIGHTS_NAME,
-                    lambda path: self.model.save_weights(str(path), overwrite=True),
-                    metrics={**_scalar_metrics(logs), "epoch": float(epoch)},
-                )
-        if decision.lr is not None and self._owns_lr and (
-            decision.lr_changed or not _same_lr(decision.lr, rates)
-        ):
-            self._apply_lr(decision.lr)
-        if decision.save is not None or decision.last is not None:
-            self._save(decision, logs)
-        if decision.stop:
-            self.model.stop_training = True
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
-        end = self.controller.finish()
-        if end.restore_best and self.best_weights is not None:
-            if self.verbose > 0:
-                io_utils.print_msg(end.explain())
-            self.model.set_weights(self.best_weights)
-
-    # -- effects --------------------------------------------------------------------------------
-
-    def _apply_lr(self, lr: float | tuple[float, ...]) -> None:
-        optimizers = _optimizers(self.model)[0]
-        rates = lr if isinstance(lr, tuple) else (lr,) * len(optimizers)
-        if len(rates) != len(optimizers):
-            raise ValueError(
-                f"the controller manages {len(rates)} learning rates but the model has "
-                f"{len(optimizers)} optimizers"
-            )
-        for o, rate in zip(optimizers, rates, strict=True):
-            o.learning_rate = rate  # Keras' setter assigns its float32 variable
-
-    def _writer(self, name: str) -> Callable[[Path], object]:
-        model = self.model
-        if name.endswith(".weights.h5"):
-            return lambda path: model.save_weights(str(path), overwrite=True)
-        return lambda path: model.save(str(path), overwrite=True)
-
-    def _save(self, decision: Decision, logs: Mapping[str, Any]) -> None:
-        store = self.store
-        assert store is not None
-        state = self.controller.state_dict()
-        metrics = _scalar_metrics(logs)
-        delete: Sequence[str] = decision.delete
-        for request in (decision.save, decision.last):
-            if request is None:
-                continue
-            for name in store.protected:  # a newer checkpoint replaces the one resumed from
-                store.unprotect(name)
-            store.save(request.name, self._writer(request.name), metrics=metrics, state=state,
-                       delete=delete)
-            delete = ()
-
-
-def _same_lr(lr: float | tuple[float, ...], rates: Sequence[float]) -> bool:
-    mine = lr if isinstance(lr, tuple) else (lr,)
-    if len(mine) != len(rates):
-        return False
-    return all(float(np.float32(a)) == b for a, b in zip(mine, rates, strict=True))
+        end = self.runner.finish()
+        if end.restore_best and self.runner.best_weights is not None and self.verbose > 0:
+            io_utils.print_msg(end.explain())

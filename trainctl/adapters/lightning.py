@@ -117,17 +117,27 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import attrs
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks.early_stopping import EarlyStopping as _LightningEarlyStopping
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.trainer.states import TrainerFn
 
-from .. import CheckpointPolicy, Controller, Decision, Observation, SaveRequest
+from .. import Controller, Decision
 from .. import EarlyStopping as CoreEarlyStopping
 from .. import EarlyStoppingState as CoreEarlyStoppingState
+from ..effects import EffectsRunner, FreshRunError, Resume
 from ..storage import CheckpointStore
-from .torch import BestWeights, optimizer_lrs, set_optimizer_lrs
+from .torch import (
+    BestWeights,
+    ScheduleLR,
+    cpu_state_dict,
+    optimizer_lrs,
+    rng_state,
+    set_optimizer_lrs,
+    set_rng_state,
+)
 
 __all__ = ["ControllerCallback", "EarlyStopping", "EarlyStoppingReason"]
 
@@ -141,18 +151,6 @@ def _skip(trainer: pl.Trainer) -> bool:
         or trainer.sanity_checking
         or bool(getattr(trainer, "fast_dev_run", False))
     )
-
-
-def _scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The one-element metrics as floats, for the store's manifest."""
-    out: dict[str, float] = {}
-    for key, value in metrics.items():
-        if isinstance(value, torch.Tensor):
-            if value.numel() == 1:
-                out[key] = float(value.item())
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[key] = float(value)
-    return out
 
 
 class ControllerCallback(pl.Callback):
@@ -169,13 +167,18 @@ class ControllerCallback(pl.Callback):
         name: distinguishes several ``ControllerCallback`` in one Trainer (the ``state_key``).
         resume_strict: on resume, refuse a controller state saved under another configuration
             (``Controller.load_state_dict(strict=...)``); ``False`` accepts changed settings.
+        save_rng: keep the random states (Python, numpy, torch, CUDA) in the callback's state
+            in every checkpoint and restore them on resume (``False``: leave them alone).
+        overwrite: let a fresh run write into a directory that holds another run's checkpoints
+            (refused otherwise: resume it, or use another directory).
 
     Attributes:
         controller: the controller.
+        runner: the :class:`trainctl.effects.EffectsRunner` that carries the decisions out.
         store: the checkpoint store on global rank 0 (``None`` elsewhere, or without ``dirpath``).
         decisions: the decision of every evaluation round of this process, as carried out (in DDP,
             the agreed one: the stop vote of all ranks, everything else rank 0's).
-        best_weights: the kept best weights (:class:`trainctl.adapters.torch.BestWeights`).
+        last_decision: the latest decision carried out (``.explain()`` says why).
     """
 
     def __init__(
@@ -187,6 +190,8 @@ class ControllerCallback(pl.Callback):
         weights_only: bool = False,
         name: str = "controller",
         resume_strict: bool = True,
+        save_rng: bool = True,
+        overwrite: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(controller, Controller):
@@ -195,19 +200,27 @@ class ControllerCallback(pl.Callback):
             )
         if not isinstance(name, str) or not name:
             raise ValueError(f"'name' must be a non-empty str, got {name!r}")
+        for flag_name, flag in (("save_rng", save_rng), ("overwrite", overwrite)):
+            if not isinstance(flag, bool):
+                raise TypeError(
+                    f"'{flag_name}' must be a bool, got {type(flag).__name__} {flag!r}"
+                )
         self.controller = controller
         self.dirpath = None if dirpath is None else Path(dirpath)
         self.weights_only = bool(weights_only)
         self.name = name
         self.resume_strict = bool(resume_strict)
-        self.store: CheckpointStore | None = None
+        self.save_rng = save_rng
+        self.overwrite = overwrite
         self.decisions: list[Decision] = []
-        self.best_weights = BestWeights()
+        self.runner = EffectsRunner(controller, _LightningBackend(self), overwrite=overwrite)
         self._check_on_train_epoch_end = check_on_train_epoch_end
         self._step_policies = any("optimizer_step" in p.clocks for p in controller.policies)
+        self._trainer: pl.Trainer | None = None
+        self._module: pl.LightningModule | None = None
         self._seen_step = 0
         self._t0 = 0.0
-        self._resumed_name: str | None = None
+        self._rng: Any = None
 
     # -- Lightning plumbing ----------------------------------------------------------------------
 
@@ -215,17 +228,65 @@ class ControllerCallback(pl.Callback):
     def state_key(self) -> str:
         return self._generate_state_key(name=self.name)
 
+    @property
+    def store(self) -> CheckpointStore | None:
+        """The checkpoint store (global rank 0, with a ``dirpath``), recovered on first use."""
+        return self.runner.store if self.runner.has_store else None
+
+    @property
+    def last_decision(self) -> Decision | None:
+        """The latest :class:`trainctl.Decision` carried out (``None`` before the first)."""
+        return self.runner.last_decision
+
+    @property
+    def best_weights(self) -> BestWeights:
+        """The kept best weights (a detached CPU copy), as a :class:`BestWeights`."""
+        kept = BestWeights()
+        kept.load_state_dict(self.runner.best_weights)
+        return kept
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "controller": self.controller.state_dict(),
-            "best_weights": self.best_weights.state_dict(),
+            "best_weights": self.runner.best_weights,
+            "rng": rng_state() if self.save_rng else None,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.controller.load_state_dict(state_dict["controller"], strict=self.resume_strict)
-        self.best_weights.load_state_dict(state_dict.get("best_weights"))
+        self.runner.best_weights = state_dict.get("best_weights")
+        # the random states are put back when training starts, after Lightning's own restore
+        self._rng = state_dict.get("rng") if self.save_rng else None
+
+    def resume(self) -> Resume:
+        """Where the run in ``dirpath`` stands: pass ``resume.path`` to
+        ``trainer.fit(model, ckpt_path=...)`` (``None`` on a fresh start).
+
+        Lightning's ``ckpt_path="last"`` only finds ``ModelCheckpoint``'s files; this callback's
+        are found here. ``resume.epoch`` is the epoch the Trainer will continue with,
+        ``resume.stopped`` says the run had stopped (``fit`` then trains nothing more).
+        """
+        if self.dirpath is None:
+            raise ValueError("resume() needs a checkpoint directory: ControllerCallback(dirpath=)")
+        self.runner.attach(CheckpointStore(self.dirpath))
+        name = self.runner.latest()
+        if name is None:
+            self.runner.resumed_from(None)
+            return self.runner.where_to_start(None)
+        store = self.runner.store
+        assert store is not None
+        probe = self.controller.clone()
+        probe.load_state_dict(store.load_state(name), strict=self.resume_strict)
+        self.runner.resumed_from(name)
+        return attrs.evolve(
+            self.runner.where_to_start(name),
+            epoch=0 if probe.epoch is None else probe.epoch + 1,
+            optimizer_steps=probe.optimizer_steps,
+            stopped=probe.stopped,
+        )
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer, self._module = trainer, pl_module
         if self._check_on_train_epoch_end is None:
             # Lightning's EarlyStopping.setup: validation several times per epoch, or not every
             # epoch -> after validation; otherwise at the train epoch end (after validation)
@@ -234,9 +295,9 @@ class ControllerCallback(pl.Callback):
             )
         if stage != "fit" or not trainer.is_global_zero or self.dirpath is None:
             return
-        if self.store is None:
-            self.store = CheckpointStore(self.dirpath)
-            self.store.recover()
+        if not self.runner.has_store:
+            self.runner.attach(CheckpointStore(self.dirpath))
+        assert self.runner.store is not None  # recovered now, before training starts
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._saves() and self.dirpath is None:
@@ -244,18 +305,49 @@ class ControllerCallback(pl.Callback):
                 "a checkpoint policy asks for saves but ControllerCallback has no dirpath; "
                 "pass dirpath=..."
             )
+        self._trainer, self._module = trainer, pl_module
+        self._check_schedulers(trainer)
         self._seen_step = trainer.global_step
         self._t0 = time.monotonic()
-        lr = self.controller.lr
-        if lr is not None and trainer.optimizers:
-            set_optimizer_lrs(trainer.optimizers, lr)
+        if self._rng is not None:
+            set_rng_state(self._rng)
+            self._rng = None
         ckpt = trainer.ckpt_path
         store = self.store
         if store is not None and ckpt is not None:
             path = Path(ckpt)
             if path.parent.resolve() == store.directory.resolve() and path.name in store:
-                store.protect(path.name)  # Lightning never deletes the checkpoint resumed from
-                self._resumed_name = path.name
+                self.runner.resumed_from(path.name)
+        elif store is not None and ckpt is None and trainer.is_global_zero:
+            try:
+                self.runner.check_fresh()
+            except FreshRunError as exc:
+                raise FreshRunError(
+                    f"{exc}. With Lightning: trainer.fit(model, "
+                    "ckpt_path=callback.resume().path) (ckpt_path='last' only finds "
+                    "ModelCheckpoint's files)"
+                ) from None
+        lr = self.controller.lr
+        if lr is not None and self.controller.owns_lr and trainer.optimizers:
+            self.runner.set_rates(lr)
+
+    def _check_schedulers(self, trainer: pl.Trainer) -> None:
+        """A scheduler from ``configure_optimizers`` would fight the controller's rate."""
+        if not self.controller.owns_lr:
+            return
+        configs = getattr(trainer, "lr_scheduler_configs", None) or []
+        for config in configs:
+            scheduler = config.scheduler
+            if isinstance(scheduler, ScheduleLR):
+                continue  # a trainctl schedule as Lightning's scheduler: the user's choice
+            raise ValueError(
+                f"configure_optimizers returns the learning-rate scheduler "
+                f"{type(scheduler).__name__}, but the trainctl controller sets the rate itself "
+                "(a schedule or a plateau policy), so the two would overwrite each other every "
+                "step or epoch. Return only the optimizer and hand the schedule to trainctl: "
+                "Controller(..., schedule=trainctl.schedules.<yours>(...)) (or return no "
+                "scheduler-owning policies from the controller)"
+            )
 
     def on_train_batch_end(
         self,
@@ -280,54 +372,35 @@ class ControllerCallback(pl.Callback):
             d = ctl.optimizer_step(metrics, epoch=trainer.current_epoch, time=self._time())
             if self._step_policies:
                 d = self._agree(trainer, d)
-            self._apply(trainer, pl_module, d)
+            self.runner.carry_out(d, metrics or {})
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._check_on_train_epoch_end and not _skip(trainer):
-            self._round(trainer, pl_module)
+            self._round(trainer)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._check_on_train_epoch_end and not _skip(trainer):
-            self._round(trainer, pl_module)
+            self._round(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.controller.finish().restore_best:
-            self.best_weights.restore(pl_module)
+        self.runner.finish()
 
     # -- rounds and decisions --------------------------------------------------------------------
 
-    def _round(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        ctl = self.controller
-        d = ctl.step(
-            dict(trainer.callback_metrics),
-            epoch=trainer.current_epoch,
-            lr=self._reported_lr(trainer),
-            time=self._time(),
+    def _round(self, trainer: pl.Trainer) -> None:
+        metrics = dict(trainer.callback_metrics)
+        d = self.controller.step(
+            metrics, epoch=trainer.current_epoch, lr=self.runner.read_rates(), time=self._time()
         )
         d = self._agree(trainer, d)
         self.decisions.append(d)
-        self._apply(trainer, pl_module, d)
+        self.runner.carry_out(d, metrics)
 
     def _time(self) -> float:
         return time.monotonic() - self._t0
 
     def _saves(self) -> bool:
-        return any(isinstance(p, CheckpointPolicy) for p in self.controller.policies)
-
-    def _reported_lr(self, trainer: pl.Trainer) -> LR | None:
-        """The optimizers' rates, shaped like the controller's (hand changes are respected)."""
-        if not trainer.optimizers:
-            return None
-        rates = optimizer_lrs(trainer.optimizers)
-        mine = self.controller.lr
-        if isinstance(mine, tuple) or (mine is None and len(rates) > 1):
-            return rates
-        if len(set(rates)) > 1:
-            raise ValueError(
-                f"the optimizers have {len(rates)} param groups with different rates {rates} but "
-                "the controller manages a single rate; give Controller(lr=...) one rate per group"
-            )
-        return rates[0]
+        return any(callable(getattr(p, "format_name", None)) for p in self.controller.policies)
 
     def _agree(self, trainer: pl.Trainer, d: Decision) -> Decision:
         """DDP: any rank's stop stops all; everything else (and the state) is rank 0's."""
@@ -351,69 +424,64 @@ class ControllerCallback(pl.Callback):
             delete=tuple(delete),
         )
 
-    def _apply(self, trainer: pl.Trainer, pl_module: pl.LightningModule, d: Decision) -> None:
-        if d.lr is not None and d.lr_changed and trainer.optimizers:
-            set_optimizer_lrs(trainer.optimizers, d.lr)
-        if d.snapshot_best:
-            self.best_weights.snapshot(pl_module)
-        if d.save is not None or d.last is not None:
-            self._write(trainer, d)
-        if d.stop:
-            trainer.should_stop = True
 
-    def _write(self, trainer: pl.Trainer, d: Decision) -> None:
-        """Every rank dumps the checkpoint (collective for some strategies); rank 0 writes it."""
-        checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.weights_only)
-        error: BaseException | None = None
-        store = self.store
-        if trainer.is_global_zero:
-            try:
-                if store is None:
-                    raise ValueError(
-                        "a checkpoint policy asks for a save but ControllerCallback has no "
-                        "dirpath; pass dirpath=..."
-                    )
-                self._store_writes(trainer, store, checkpoint, d)
-            except BaseException as exc:  # re-raised below, after the other ranks know
-                error = exc
+class _LightningBackend:
+    """The effects runner's backend for a Trainer (see :class:`trainctl.effects.Backend`)."""
+
+    def __init__(self, owner: ControllerCallback) -> None:
+        self._owner = owner
+
+    @property
+    def _trainer(self) -> pl.Trainer:
+        trainer = self._owner._trainer
+        assert trainer is not None, "the callback is not attached to a Trainer yet"
+        return trainer
+
+    @property
+    def is_writer(self) -> bool:
+        trainer = self._owner._trainer
+        return trainer is None or bool(trainer.is_global_zero)
+
+    def read_lrs(self) -> tuple[float, ...] | None:
+        trainer = self._owner._trainer
+        if trainer is None or not trainer.optimizers:
+            return None
+        return optimizer_lrs(trainer.optimizers)
+
+    def set_lrs(self, lrs: tuple[float, ...]) -> None:
+        set_optimizer_lrs(self._trainer.optimizers, lrs)
+
+    def snapshot_weights(self) -> dict[str, torch.Tensor]:
+        module = self._owner._module
+        assert module is not None
+        return cpu_state_dict(module)
+
+    def restore_weights(self, snapshot: Any) -> None:
+        module = self._owner._module
+        assert module is not None
+        module.load_state_dict(snapshot)
+
+    def make_checkpoint(self, *, controller_state: Mapping[str, Any], best_weights: Any) -> Any:
+        # exactly what trainer.save_checkpoint writes (this callback's state included); every
+        # rank builds it, since some strategies gather the state collectively
+        return self._trainer._checkpoint_connector.dump_checkpoint(self._owner.weights_only)
+
+    def write_checkpoint(self, payload: Any, path: Path) -> None:
+        self._trainer.strategy.checkpoint_io.save_checkpoint(payload, path)
+
+    def request_stop(self) -> None:
+        self._trainer.should_stop = True
+
+    def agree(self, error: BaseException | None, what: str) -> None:
+        trainer = self._trainer
         if trainer.world_size > 1:
-            ok = trainer.strategy.broadcast(error is None, src=0)  # also the barrier
-            if not ok and error is None:
+            failed = bool(trainer.strategy.reduce_boolean_decision(error is not None, all=False))
+            if failed and error is None:
                 raise RuntimeError(
-                    "global rank 0 failed to write a checkpoint (see its traceback); stopping"
+                    f"another rank failed in {what} (see its traceback); stopping every rank"
                 )
         if error is not None:
             raise error
-
-    def _store_writes(
-        self,
-        trainer: pl.Trainer,
-        store: CheckpointStore,
-        checkpoint: dict[str, Any],
-        d: Decision,
-    ) -> None:
-        io = trainer.strategy.checkpoint_io
-
-        def write(path: Path) -> None:
-            io.save_checkpoint(checkpoint, path)
-
-        metrics = _scalar_metrics(trainer.callback_metrics)
-        state = self.controller.state_dict()
-        requests: list[SaveRequest] = [r for r in (d.save, d.last) if r is not None]
-        for i, request in enumerate(requests):
-            if request.name == self._resumed_name:
-                # overwriting the checkpoint resumed from (e.g. last.ckpt), as Lightning does:
-                # its content is loaded already
-                store.unprotect(request.name)
-                self._resumed_name = None
-            # the deletions go with the round's first durable write (Decision.delete)
-            store.save(
-                request.name,
-                write,
-                metrics=metrics,
-                state=state,
-                delete=d.delete if i == 0 else (),
-            )
 
 
 # -- the drop-in EarlyStopping ------------------------------------------------------------------
@@ -441,9 +509,12 @@ class EarlyStopping(_LightningEarlyStopping):
     The core's arguments are validated: a negative ``patience`` or a non-finite ``min_delta``
     raises ``ValueError`` (Lightning accepts them).
 
-    One Lightning behaviour the core does not have: a stop is not final. When ``min_epochs`` or
-    ``min_steps`` keep the Trainer running, Lightning evaluates again at the next check (an
-    improvement resets ``wait_count``); so does this class, by re-arming the core's state.
+    Lightning's own rules are core options: a stop is not final (``stop_is_final=False``: when
+    ``min_epochs`` or ``min_steps`` keep the Trainer running, the next check is evaluated as
+    usual and an improvement resets ``wait_count``), and ``min_delta`` is passed signed as
+    Lightning stores it (``signed_min_delta=True``). ``last_decision`` is the latest
+    :class:`trainctl.Decision` (``.explain()`` says why), ``controller`` the one-policy
+    Controller that made it.
     """
 
     def __init__(
@@ -473,71 +544,70 @@ class EarlyStopping(_LightningEarlyStopping):
             check_on_train_epoch_end=check_on_train_epoch_end,
             log_rank_zero_only=log_rank_zero_only,
         )
-        self._core_kwargs: dict[str, Any] = {
-            "monitor": monitor,
-            # Lightning flips self.min_delta's sign; the core wants it as given
-            "min_delta": float(min_delta),
-            "patience": patience,
-            "mode": mode,
-            "check_finite": check_finite,
-            "stopping_threshold": stopping_threshold,
-            "divergence_threshold": divergence_threshold,
-            "rules": "lightning",
-        }
-        self._policies: dict[str, CoreEarlyStopping] = {}  # by precision
-        self.policy = self._policy("float32")  # validates the arguments now
-        self.core_state = self.policy.initial_state()
+        self.last_decision: Decision | None = None
         self._epoch = 0
+        self._key: tuple[Any, ...] | None = None
+        self.controller = self._controller("float32")  # validates the arguments now
 
-    def _policy(self, precision: Literal["float32", "float64"]) -> CoreEarlyStopping:
-        policy = self._policies.get(precision)
-        if policy is None:
-            policy = CoreEarlyStopping(precision=precision, **self._core_kwargs)
-            self._policies[precision] = policy
-        return policy
-
-    def _sync_config(self) -> None:
-        """Follow the attributes Lightning (or a user) changes after construction.
-
-        Lightning's ``load_state_dict`` overwrites ``patience`` with the checkpoint's; users set
-        ``es.patience`` and friends by hand. The core configuration is frozen, so a change builds
-        a new one (the state carries over: it is plain data).
-        """
-        raw_delta = self.min_delta if self.mode == "max" else -self.min_delta
-        current = {
+    def _core_kwargs(self) -> dict[str, Any]:
+        """The core configuration for Lightning's current attributes (Lightning's
+        ``load_state_dict`` overwrites ``patience``; users set attributes by hand)."""
+        return {
             "monitor": self.monitor,
-            "min_delta": float(raw_delta),
+            "min_delta": self.min_delta,  # signed, as Lightning stores it
+            "signed_min_delta": True,
             "patience": self.patience,
             "mode": self.mode,
             "check_finite": self.check_finite,
             "stopping_threshold": self.stopping_threshold,
             "divergence_threshold": self.divergence_threshold,
             "rules": "lightning",
+            "stop_is_final": False,  # Lightning checks again when the Trainer goes on
         }
-        if current != self._core_kwargs:
-            self._core_kwargs = current
-            self._policies.clear()
-            self.policy = self._policy("float32")
+
+    def _controller(self, precision: Literal["float32", "float64"]) -> Controller:
+        """The one-policy Controller for the current attributes and the metric's precision; a
+        change builds a new one carrying the state over (it is plain data)."""
+        kwargs = self._core_kwargs()
+        key = (precision, *sorted(kwargs.items()))
+        current: Controller | None = getattr(self, "controller", None)
+        if current is not None and key == self._key:
+            return current
+        ctl = Controller(CoreEarlyStopping(precision=precision, **kwargs), warn_missing=False)
+        if current is not None:
+            ctl.replace_state(0, current.states[0])
+        self._key = key
+        self.controller = ctl
+        return ctl
+
+    @property
+    def policy(self) -> CoreEarlyStopping:
+        """The core :class:`trainctl.EarlyStopping` making the decisions."""
+        policy: CoreEarlyStopping = self.controller.policies[0]
+        return policy
+
+    @property
+    def core_state(self) -> CoreEarlyStoppingState:
+        """The core policy's state."""
+        state: CoreEarlyStoppingState = self.controller.states[0]
+        return state
 
     def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
         self._epoch = trainer.current_epoch
         super()._run_early_stopping_check(trainer)
 
     def _evaluate_stopping_criteria(self, current: torch.Tensor) -> tuple[bool, str | None]:
-        self._sync_config()
-        policy = self._policy("float64" if current.dtype == torch.float64 else "float32")
-        state = self.core_state
-        if state.stopped_epoch is not None:  # Lightning checks again if the Trainer went on
-            state = state._replace(stopped_epoch=None, stop_event=None)
-        obs = Observation("round", {self.monitor: current}, self._epoch, 0, 0, None, None)
-        decision, self.core_state = policy.update(state, obs)
+        ctl = self._controller("float64" if current.dtype == torch.float64 else "float32")
+        decision = ctl.step({self.monitor: current}, epoch=self._epoch)
+        self.last_decision = decision
+        detail = decision.details[0]
         reason: str | None = None
-        if decision.improved:
+        if detail.improved:
             reason = self._improvement_message(current)
             self.best_score = current
-        self.wait_count = decision.wait
+        self.wait_count = detail.wait
         if decision.stop:
-            event = decision.reason.event
+            event = detail.reason.event
             self.stopping_reason = _REASONS[event]
             reason = self._stop_message(event, current)
         return decision.stop, reason
@@ -574,14 +644,15 @@ class EarlyStopping(_LightningEarlyStopping):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
-        self._sync_config()  # the checkpoint's patience wins, as in Lightning
+        ctl = self._controller("float32")  # the checkpoint's patience wins, as in Lightning
         saved = state_dict.get("trainctl")
         if saved is not None:
-            self.core_state = self.policy.state_from_dict(saved)
+            ctl.replace_state(0, self.policy.state_from_dict(saved))
             return
         # a checkpoint of Lightning's own EarlyStopping: best and wait are all it has
         best = float(torch.as_tensor(self.best_score))
         start = math.inf if self.mode == "min" else -math.inf
-        self.core_state = CoreEarlyStoppingState(
-            best=None if best == start else best, wait=int(self.wait_count)
+        ctl.replace_state(
+            0, CoreEarlyStoppingState(best=None if best == start else best,
+                                      wait=int(self.wait_count)),
         )

@@ -71,7 +71,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import nn
@@ -87,7 +87,9 @@ __all__ = [
     "TorchController",
     "cpu_state_dict",
     "optimizer_lrs",
+    "rng_state",
     "set_optimizer_lrs",
+    "set_rng_state",
 ]
 
 
@@ -267,12 +269,21 @@ class TorchController:
         store: a :class:`trainctl.storage.CheckpointStore` or a directory; required when a policy
             asks for checkpoints. Only rank 0 touches it.
         extra_state: called at each save; its dict (tensors, numbers, strings, lists and dicts of
-            them) is saved beside the weights and returned by :meth:`resume`.
+            them) is saved beside the weights and handed back by :meth:`resume`.
         reduce: how the ranks of a process group agree on the round's metrics: ``"mean"``
             (default), ``"sum"``, ``"min"``, ``"max"`` (a NaN on any rank stays NaN), or
             ``"rank0"`` (rank 0's values are broadcast).
         check_every: how often a per-step loss is checked for NaN/inf (see below).
         process_group: the ``torch.distributed`` group (default: the world, if initialised).
+        save_rng: save the random states (Python, numpy, torch, CUDA) in every checkpoint and
+            restore them on :meth:`resume`, so that a resumed run with dropout or shuffling
+            continues bit for bit (``False`` to leave the random states alone).
+        overwrite: let a fresh run write into a directory that holds another run's checkpoints
+            (refused otherwise: resume it, or use another directory).
+
+    The decisions are carried out by the framework-neutral :class:`trainctl.effects.EffectsRunner`
+    (``loop.runner``): see its rules for rates, best weights, checkpoints and the checkpoint a
+    run resumed from.
     """
 
     def __init__(
@@ -286,9 +297,11 @@ class TorchController:
         reduce: str = "mean",
         check_every: int | None = None,
         process_group: Any = None,
+        save_rng: bool = True,
+        overwrite: bool = False,
     ) -> None:
-        from trainctl import CheckpointPolicy, Controller, TerminateOnNaN
-        from trainctl.storage import CheckpointStore
+        from trainctl import Controller, TerminateOnNaN
+        from trainctl.effects import EffectsRunner
 
         if not isinstance(controller, Controller):
             raise TypeError(
@@ -310,10 +323,13 @@ class TorchController:
                 "'extra_state' must be a callable returning a dict, got "
                 f"{type(extra_state).__name__}"
             )
+        for name, flag in (("save_rng", save_rng), ("overwrite", overwrite)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"'{name}' must be a bool, got {type(flag).__name__} {flag!r}")
         self.controller = controller
         self.model = model
         self.optimizer = self._optimizers[0]
-        self.best_weights = BestWeights()
+        self.save_rng = save_rng
         self._extra_state = extra_state
         self._reduce = reduce
         self._check_every = check_every
@@ -331,25 +347,21 @@ class TorchController:
             isinstance(p, TerminateOnNaN) and p.monitor == "loss" and "optimizer_step" in p.clocks
             for p in controller.policies
         )
-        self._step_policies = any("optimizer_step" in p.clocks for p in controller.policies)
         self._fast_loss = check_every is None and not self.distributed
         self._pending: Any = None  # lazily accumulated "a loss was not finite"
         self._since_check = 0
-        if isinstance(store, CheckpointStore) or store is None:
-            self._store = store
-        else:
-            self._store = CheckpointStore(store)
-        if self._store is None and any(
-            isinstance(p, CheckpointPolicy) for p in controller.policies
+        self.runner = EffectsRunner(
+            controller, _TorchBackend(self), store=store, overwrite=overwrite
+        )
+        if not self.runner.has_store and any(
+            callable(getattr(p, "format_name", None)) for p in controller.policies
         ):
             raise ValueError(
-                "the controller has a CheckpointPolicy but 'store' is None; pass "
+                "the controller has a checkpoint policy but 'store' is None; pass "
                 "store=<directory or trainctl.storage.CheckpointStore>"
             )
-        self._recovered = False
-        self.last_decision: Any = None
-        if lr is not None:
-            set_optimizer_lrs(self.optimizer, lr)
+        if lr is not None and controller.owns_lr:
+            self.runner.set_rates(lr)
 
     @property
     def store(self) -> Any:
@@ -357,7 +369,20 @@ class TorchController:
 
         Only rank 0 may use it.
         """
-        return None if self._store is None else self._require_store()
+        return self.runner.store
+
+    @property
+    def last_decision(self) -> Any:
+        """The latest :class:`trainctl.Decision` carried out (``None`` before the first);
+        ``loop.last_decision.explain()`` says why."""
+        return self.runner.last_decision
+
+    @property
+    def best_weights(self) -> BestWeights:
+        """The kept best weights (a detached CPU copy), as a :class:`BestWeights`."""
+        kept = BestWeights()
+        kept.load_state_dict(self.runner.best_weights)
+        return kept
 
     # -- distributed ----------------------------------------------------------------------------
 
@@ -380,6 +405,10 @@ class TorchController:
 
     def _agree(self, local_error: BaseException | None, what: str) -> None:
         """Collective: every rank learns whether any rank failed; all raise together."""
+        if not self.distributed:
+            if local_error is not None:
+                raise local_error
+            return
         dist = torch.distributed
         world = dist.get_world_size(self._group)
         message = None if local_error is None else f"{type(local_error).__name__}: {local_error}"
@@ -456,9 +485,7 @@ class TorchController:
         nan_check = self._check_loss and (self._pending is not None or distributed)
         if nan_check and self._resolve_pending():
             metrics = {**metrics, "loss": math.nan}
-        decision = self.controller.step(metrics, epoch=epoch, lr=self._readback(), time=time)
-        self._apply(decision, metrics)
-        return decision
+        return self.runner.round(metrics, epoch=epoch, time=time)
 
     def optimizer_step(
         self,
@@ -496,6 +523,8 @@ class TorchController:
                     )
                 eager = self._fast_loss and loss.device.type == "cpu"
             else:
+                if isinstance(loss, (bool, str, bytes)):
+                    raise TypeError(f"'loss' must be a number or a tensor, got {loss!r}")
                 loss = float(loss)
                 eager = self._fast_loss
             if eager:  # one process, loss on the CPU: reading it costs no sync, check now
@@ -512,13 +541,7 @@ class TorchController:
                 due = self._check_every is not None and self._since_check >= self._check_every
                 if due and self._resolve_pending():
                     metrics = {**(metrics or {}), "loss": math.nan}
-        decision = self.controller.optimizer_step(metrics, epoch=epoch, time=time)
-        if decision.lr_changed:
-            self._set_lrs(decision.lr)
-        if decision.save is not None or decision.last is not None:
-            self._apply(decision, metrics or {})
-        self.last_decision = decision
-        return decision
+        return self.runner.optimizer_step(metrics, epoch=epoch, time=time)
 
     def finish(self) -> Any:
         """The end of training, whatever ended it: restores the best weights if a policy asks.
@@ -534,13 +557,7 @@ class TorchController:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        decision = self.controller.finish()
-        if decision.restore_best:
-            self.best_weights.restore(_unwrap(self.model))
-        self.last_decision = decision
-        return decision
-
-    # -- effects --------------------------------------------------------------------------------
+        return self.runner.finish()
 
     def _resolve_pending(self) -> bool:
         pending, self._pending = self._pending, None
@@ -557,103 +574,16 @@ class TorchController:
             bad = bool(flag.item() > 0)
         return bad
 
-    def _set_lrs(self, lr: Any) -> None:
-        """Write the controller's rates (already validated by it) into the param groups."""
-        groups = self.optimizer.param_groups
-        if len(groups) != self._groups:
-            set_optimizer_lrs(self.optimizer, lr)  # raises, naming both counts
-            return
-        values = lr if isinstance(lr, tuple) else (lr,) * self._groups
-        for group, value in zip(groups, values):  # noqa: B905  # lengths checked above
-            current = group["lr"]
-            if current.__class__ is float:
-                group["lr"] = value
-            elif isinstance(current, torch.Tensor):
-                current.fill_(value)
-            else:
-                group["lr"] = value
-
-    def _readback(self) -> float | tuple[float, ...]:
-        lrs = optimizer_lrs(self.optimizer)
-        if isinstance(self.controller.lr, tuple) or (self.controller.lr is None and len(lrs) > 1):
-            return lrs
-        if any(v != lrs[0] for v in lrs):
-            raise ValueError(
-                f"the optimizer's param groups run at different rates {list(lrs)} but the "
-                "controller manages a single rate; give Controller(lr=...) one rate per group"
-            )
-        return lrs[0]
-
-    def _apply(self, decision: Any, metrics: Mapping[str, Any]) -> None:
-        self.last_decision = decision
-        if decision.lr is not None and (decision.lr_changed or decision.clock == "round"):
-            set_optimizer_lrs(self.optimizer, decision.lr)
-        model = _unwrap(self.model)
-        if decision.snapshot_best:
-            self.best_weights.snapshot(model)
-        if decision.restore_best:
-            self.best_weights.restore(model)
-        if decision.save is not None or decision.last is not None:
-            self._collective_write(decision, metrics)
-
-    def _collective_write(self, decision: Any, metrics: Mapping[str, Any]) -> None:
-        requests = [r for r in (decision.save, decision.last) if r is not None]
-        if not self.distributed:
-            self._write(requests, decision.delete, metrics)
-            return
-        error: BaseException | None = None
-        if self.rank == 0:
-            try:
-                self._write(requests, decision.delete, metrics)
-            except Exception as exc:
-                error = exc
-        self._agree(error, "saving a checkpoint")  # the other ranks wait for rank 0 here
-
-    def _require_store(self) -> Any:
-        if self._store is None:
-            raise ValueError(
-                "a policy asked for a checkpoint but the TorchController has no store; pass "
-                "store=<directory or trainctl.storage.CheckpointStore>"
-            )
-        if not self._recovered:
-            self._store.recover()
-            self._recovered = True
-        return self._store
-
-    def _write(
-        self, requests: Sequence[Any], delete: Sequence[str], metrics: Mapping[str, Any]
-    ) -> None:
-        from trainctl._monitor import coerce_metric
-
-        store = self._require_store()
-        payload = self.checkpoint()
-        numbers: dict[str, float] = {}
-        for k, v in metrics.items():
-            try:
-                numbers[k] = coerce_metric(k, v)
-            except TypeError:
-                continue  # not a number: stays out of the manifest, the policies never used it
-        def write(path: Any) -> None:
-            # a file object, not the path: torch names the zip archive after the file, and the
-            # store's temporary names start with a dot, which torch refuses as an archive name
-            with open(path, "wb") as f:
-                torch.save(payload, f)
-
-        for i, request in enumerate(requests):
-            store.save(
-                request.name,
-                write,
-                metrics=numbers,
-                state=payload["controller"],
-                delete=delete if i == 0 else (),
-            )
-
     # -- checkpoints ----------------------------------------------------------------------------
 
     def checkpoint(self) -> dict[str, Any]:
-        """What a checkpoint holds: model and optimizer state, the controller's state, the
-        best-weights snapshot (so that restoring the best still works after a resume) and
-        ``extra_state()``. Every part loads with ``torch.load(weights_only=True)``."""
+        """What a checkpoint holds now: model and optimizer state, the controller's state, the
+        best-weights snapshot (so that restoring the best still works after a resume), the
+        random states (``save_rng``) and ``extra_state()``. Every part loads with
+        ``torch.load(weights_only=True)``."""
+        return self._payload(self.controller.state_dict(), self.runner.best_weights)
+
+    def _payload(self, controller_state: Mapping[str, Any], best: Any) -> dict[str, Any]:
         extra = None if self._extra_state is None else self._extra_state()
         if extra is not None:
             if not isinstance(extra, Mapping):
@@ -661,30 +591,32 @@ class TorchController:
                     f"'extra_state' must return a dict, got {type(extra).__name__}"
                 )
             _check_loadable(extra, "extra_state()")
+        _check_loadable(controller_state, "the controller's state_dict()")
         return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "model": _unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "controller": self.controller.state_dict(),
-            "best_weights": self.best_weights.state_dict(),
+            "controller": dict(controller_state),
+            "best_weights": best,
+            "rng": rng_state() if self.save_rng else None,
             "extra": None if extra is None else dict(extra),
         }
 
     def save(self, name: str, *, delete: Sequence[str] = ()) -> None:
         """Write a checkpoint named ``name`` now (rank 0 writes, every rank must call it)."""
-        from trainctl import SaveRequest
-
-        decision_like = _Manual(SaveRequest(name), None, tuple(delete))
-        self._collective_write(decision_like, {})
+        self.runner.save(name, delete=delete)
 
     def load_checkpoint(self, path: Any) -> dict[str, Any] | None:
         """Load a checkpoint file written by :meth:`save` or a policy: model, optimizer,
-        controller and best weights. Returns the saved ``extra_state()`` (or ``None``).
+        controller, best weights and (``save_rng``) the random states. Returns the saved
+        ``extra_state()`` (or ``None``).
 
         The file is read with ``torch.load(weights_only=True)``, so it can never run code.
-        Raises :class:`CheckpointLoadError` naming the file when it is not a trainctl
-        checkpoint or holds another model's weights or another configuration's state.
+        Everything is checked before anything changes: a file that is not a trainctl checkpoint,
+        or that holds another model's weights, another optimizer's state or another
+        configuration's controller state raises :class:`CheckpointLoadError` naming the file,
+        and the model, the optimizer and the controller are left as they were.
         """
         import pickle
 
@@ -714,45 +646,58 @@ class TorchController:
             raise CheckpointLoadError(
                 f"{str(path)!r} was saved by a differently configured controller: {exc}"
             ) from exc
-        try:
-            _unwrap(self.model).load_state_dict(payload["model"])
-        except RuntimeError as exc:
+        model = _unwrap(self.model)
+        problem = _state_dict_mismatch(model.state_dict(), payload["model"])
+        if problem is not None:
             raise CheckpointLoadError(
-                f"{str(path)!r} holds the weights of another model: {exc}"
-            ) from exc
-        try:
-            self.optimizer.load_state_dict(payload["optimizer"])
-        except (ValueError, KeyError) as exc:
+                f"{str(path)!r} holds the weights of another model: {problem}"
+            )
+        problem = _optimizer_mismatch(self.optimizer, payload["optimizer"])
+        if problem is not None:
             raise CheckpointLoadError(
-                f"{str(path)!r} holds the state of another optimizer: {exc}"
-            ) from exc
+                f"{str(path)!r} holds the state of another optimizer: {problem}"
+            )
+        best = payload.get("best_weights")
+        if best is not None:
+            problem = _state_dict_mismatch(model.state_dict(), best)
+            if problem is not None:
+                raise CheckpointLoadError(
+                    f"{str(path)!r} holds best weights of another model: {problem}"
+                )
+        # everything fits: apply
+        model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
         self.controller.load_state_dict(payload["controller"])
-        self.best_weights.load_state_dict(payload["best_weights"])
+        self.runner.best_weights = best
+        self.runner.best_written = True
+        if self.save_rng and payload.get("rng") is not None:
+            set_rng_state(payload["rng"])
         self._pending = None
         self._since_check = 0
-        if self.controller.lr is not None:
-            set_optimizer_lrs(self.optimizer, self.controller.lr)
+        if self.controller.lr is not None and self.controller.owns_lr:
+            self.runner.set_rates(self.controller.lr)
         extra = payload.get("extra")
         return None if extra is None else dict(extra)
 
-    def resume(self, name: str | None = None) -> dict[str, Any] | None:
-        """Load the latest checkpoint in the store (or ``name``); return its ``extra_state``.
+    def resume(self, name: str | None = None) -> Any:
+        """Continue the run in the store: load its latest checkpoint (or ``name``).
 
-        Returns ``None`` and changes nothing when the store holds no checkpoint (a fresh
-        start). On several ranks, rank 0 reads the manifest and every rank loads the file (a
-        shared file system is assumed). The controller continues exactly where the checkpoint
-        left it: same patience, cooldown, best, schedule step and kept checkpoints.
+        Returns a :class:`trainctl.effects.Resume`: ``resume.epoch`` is the 0-based epoch to
+        train next (``for epoch in range(resume.epoch, epochs)``), ``resume.stopped`` says the
+        run had already stopped (train nothing), ``resume.extra`` is the saved
+        ``extra_state()``, ``resume.fresh`` says there was nothing to resume (nothing changed).
+        On several ranks, rank 0 reads the manifest and every rank loads the file (a shared
+        file system is assumed). The controller continues exactly where the checkpoint left
+        it: same patience, cooldown, best, schedule step, kept checkpoints and random states.
         """
         chosen: str | None = None
         error: BaseException | None = None
         if self.rank == 0:
             try:
-                store = self._require_store()
-                if name is not None:
-                    chosen = store.get(name).name
-                else:
-                    latest = store.latest()
-                    chosen = None if latest is None else latest.name
+                store = self.runner.store
+                if store is None:
+                    raise ValueError("resume() needs a store: TorchController(..., store=...)")
+                chosen = store.get(name).name if name is not None else self.runner.latest()
             except Exception as exc:
                 error = exc
         if self.distributed:
@@ -769,12 +714,145 @@ class TorchController:
         elif error is not None:
             raise error
         if chosen is None:
-            return None
-        assert self._store is not None
-        return self.load_checkpoint(self._store.directory / chosen)
+            self.runner.resumed_from(None)
+            return self.runner.where_to_start(None)
+        directory = self.runner._store.directory  # type: ignore[union-attr]  # chosen implies it
+        extra = self.load_checkpoint(directory / chosen)
+        self.runner.resumed_from(chosen)
+        return self.runner.where_to_start(chosen, extra)
 
 
-class _Manual(NamedTuple):
-    save: Any
-    last: Any
-    delete: tuple[str, ...]
+class _TorchBackend:
+    """The effects runner's backend for a plain loop (see :class:`trainctl.effects.Backend`)."""
+
+    def __init__(self, owner: TorchController) -> None:
+        self._owner = owner
+
+    @property
+    def is_writer(self) -> bool:
+        return self._owner.rank == 0
+
+    def read_lrs(self) -> tuple[float, ...]:
+        return optimizer_lrs(self._owner.optimizer)
+
+    def set_lrs(self, lrs: tuple[float, ...]) -> None:
+        groups = self._owner.optimizer.param_groups
+        if len(groups) != len(lrs):
+            set_optimizer_lrs(self._owner.optimizer, lrs)  # raises, naming both counts
+            return
+        for group, value in zip(groups, lrs, strict=True):
+            current = group["lr"]
+            if current.__class__ is float:
+                group["lr"] = value
+            elif isinstance(current, torch.Tensor):
+                current.fill_(value)  # a captured or compiled optimizer keeps seeing it
+            else:
+                group["lr"] = value
+
+    def snapshot_weights(self) -> dict[str, torch.Tensor]:
+        return cpu_state_dict(_unwrap(self._owner.model))
+
+    def restore_weights(self, snapshot: Any) -> None:
+        _unwrap(self._owner.model).load_state_dict(snapshot)
+
+    def make_checkpoint(
+        self, *, controller_state: Mapping[str, Any], best_weights: Any
+    ) -> dict[str, Any] | None:
+        if not self.is_writer:
+            return None  # only rank 0 writes: the others need no payload
+        return self._owner._payload(controller_state, best_weights)
+
+    def write_checkpoint(self, payload: Any, path: Any) -> None:
+        # a file object, not the path: torch names the zip archive after the file, and the
+        # store's temporary names start with a dot, which torch refuses as an archive name
+        with open(path, "wb") as f:
+            torch.save(payload, f)
+
+    def request_stop(self) -> None:
+        """Nothing to do: a plain loop reads ``decision.stop``."""
+
+    def agree(self, error: BaseException | None, what: str) -> None:
+        self._owner._agree(error, what)
+
+
+def _state_dict_mismatch(mine: Mapping[str, Any], theirs: Any) -> str | None:
+    """Why ``theirs`` cannot be loaded into a module whose state dict is ``mine``, or None."""
+    if not isinstance(theirs, Mapping):
+        return f"expected a state dict, got {type(theirs).__name__}"
+    missing = [k for k in mine if k not in theirs]
+    unexpected = [k for k in theirs if k not in mine]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append("missing keys " + ", ".join(map(repr, missing[:5])))
+        if unexpected:
+            parts.append("unexpected keys " + ", ".join(map(repr, unexpected[:5])))
+        return "; ".join(parts)
+    for key, value in mine.items():
+        other = theirs[key]
+        if isinstance(value, torch.Tensor) and (
+            not isinstance(other, torch.Tensor) or other.shape != value.shape
+        ):
+            got = tuple(other.shape) if isinstance(other, torch.Tensor) else type(other)
+            return f"{key!r} has shape {got}, the model's has {tuple(value.shape)}"
+    return None
+
+
+def _optimizer_mismatch(optimizer: torch.optim.Optimizer, saved: Any) -> str | None:
+    """Why ``saved`` cannot be loaded into ``optimizer`` (torch's own checks, made first)."""
+    if not isinstance(saved, Mapping) or "param_groups" not in saved or "state" not in saved:
+        return "expected an optimizer state dict with 'state' and 'param_groups'"
+    groups, theirs = optimizer.param_groups, saved["param_groups"]
+    if len(groups) != len(theirs):
+        return f"it has {len(theirs)} param group(s), the optimizer has {len(groups)}"
+    for i, (g, t) in enumerate(zip(groups, theirs, strict=True)):
+        if len(g["params"]) != len(t.get("params", ())):
+            return (
+                f"param group {i} holds {len(t.get('params', ()))} parameter(s), the "
+                f"optimizer's holds {len(g['params'])}"
+            )
+    return None
+
+
+def rng_state() -> dict[str, Any]:
+    """The random states a resumed run needs (Python, numpy's global, torch's CPU and CUDA), in
+    a form ``torch.load(weights_only=True)`` reads back."""
+    import random
+
+    import numpy as np
+
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state(legacy=False)
+    out: dict[str, Any] = {
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
+        "numpy": {
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+    return out
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved (CUDA only where CUDA is present)."""
+    import random
+
+    import numpy as np
+
+    version, internal, gauss = state["python"]
+    random.setstate((int(version), tuple(int(x) for x in internal.tolist()), gauss))
+    saved = state["numpy"]
+    np.random.set_state({
+        "bit_generator": "MT19937",
+        "state": {"key": saved["key"].numpy().astype(np.uint32), "pos": int(saved["pos"])},
+        "has_gauss": int(saved["has_gauss"]),
+        "gauss": float(saved["gauss"]),
+    })
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)

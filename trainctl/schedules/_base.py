@@ -18,6 +18,7 @@ Combinators call the private methods of their children directly, so a step is va
 from __future__ import annotations
 
 import abc
+import re
 from typing import Any, ClassVar, overload
 
 import attrs
@@ -78,10 +79,63 @@ class Schedule(abc.ABC):
         return _evaluate(self, step)
 
     def __repr__(self) -> str:
+        return self._render(strict=False)
+
+    def identity(self) -> str:
+        """The factory call that rebuilds this schedule, as a saved state identifies it.
+
+        Like ``repr``, with every user function named by module and qualified name
+        (``lambda_lr(lr=0.1, fn=mypackage.factors.halve, vectorized=False)``), so that a run
+        resumed in another process can check that it has the same schedule. A lambda or a
+        closure has no such name: ``ValueError``, saying to define it at module level.
+        """
+        return self._render(strict=True)
+
+    def _render(self, *, strict: bool) -> str:
         args = ", ".join(
-            f"{a.name}={getattr(self, a.name)!r}" for a in attrs.fields(type(self)) if a.repr
+            f"{a.name}={render_value(getattr(self, a.name), strict=strict)}"
+            for a in attrs.fields(type(self))
+            if a.repr
         )
         return f"{self._factory}({args})"
+
+
+def function_name(fn: object, *, strict: bool) -> str:
+    """``module.qualname`` of a function; a lambda or closure raises (``strict``) or is shown
+    as ``<lambda in module>`` (never with a memory address, which differs between processes)."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if isinstance(qualname, str) and isinstance(module, str):
+        if "<lambda>" not in qualname and "<locals>" not in qualname:
+            return f"{module}.{qualname}"
+        shown = f"<{qualname} in {module}>"
+    else:
+        shown = _ADDRESS.sub("", repr(fn))
+        if shown == repr(fn):
+            return shown
+    if strict:
+        raise ValueError(
+            f"the schedule's function {shown} is a lambda or a closure (or an object whose repr "
+            "holds a memory address), which another process cannot identify, so a saved state "
+            "could never be checked on resume; define it at module level (def my_factor(t): "
+            "...) and pass that function"
+        )
+    return shown
+
+
+def render_value(value: object, *, strict: bool) -> str:
+    """How a schedule's field appears in its repr / identity."""
+    if isinstance(value, Schedule):
+        return value._render(strict=strict)
+    if isinstance(value, tuple) and any(isinstance(v, Schedule) for v in value):
+        inner = ", ".join(render_value(v, strict=strict) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if callable(value) and not isinstance(value, type):
+        return function_name(value, strict=strict)
+    return repr(value)
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def _evaluate(schedule: Schedule, step: object) -> float | FloatArray:

@@ -149,8 +149,8 @@ class _Chain(Schedule):
     def base_lr(self) -> float:
         return self.schedules[0].base_lr
 
-    def __repr__(self) -> str:
-        return "chain(" + ", ".join(repr(s) for s in self.schedules) + ")"
+    def _render(self, *, strict: bool) -> str:
+        return "chain(" + ", ".join(s._render(strict=strict) for s in self.schedules) + ")"
 
     def _scalar(self, t: int) -> float:
         first, *rest = self.schedules
