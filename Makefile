@@ -18,7 +18,7 @@ $(VENV)/.core-installed: pyproject.toml
 
 $(VENV)/.dev-installed: pyproject.toml $(VENV)/.core-installed
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e '.[dev,torch,keras,lightning,plot]' $(TORCH)
+	$(PIP) install -q -e '.[dev,torch,keras,lightning,plot,transformers,jax,tensorboard]' $(TORCH)
 	touch $@
 
 demo: $(VENV)/.core-installed  ## run the demo (numpy only, no ML framework)
