@@ -226,7 +226,11 @@ def test_missing_metric_strict_raises_naming_metric_and_present_keys() -> None:
         ),
         ({"min_delta": math.nan}, ValueError, "'min_delta' must be finite, got nan"),
         ({"baseline": math.inf}, ValueError, "'baseline' must be finite, got inf"),
-        ({"rules": "tf"}, ValueError, "'rules' must be one of 'keras', 'lightning', got 'tf'"),
+        (
+            {"rules": "tf"},
+            ValueError,
+            "'rules' must be one of 'keras', 'lightning', 'huggingface', got 'tf'",
+        ),
         ({"monitor": ""}, ValueError, "'monitor' must be a non-empty str"),
         ({"monitor": "weird_metric"}, ValueError, "pass mode='min' or mode='max'"),
         ({"baseline": 0.5, "rules": "lightning"}, ValueError, "'baseline' is a Keras rule"),

@@ -22,6 +22,16 @@ stopped, ``stopped_epoch`` and ``stop_event``. One evaluation round with value `
     # trainctl extras, checked after the bookkeeping so that best is always recorded:
     stopping_threshold reached -> stop; divergence_threshold passed -> stop
 
+``rules="huggingface"`` (``transformers.EarlyStoppingCallback`` with the Trainer's own
+``state.best_metric``, which moves on *any* strict improvement, threshold or not; ``best``
+starts at +inf / -inf once a value was seen)::
+
+    if best is None or (strictly_better(v, best) and abs(v - best) > min_delta): wait = 0
+    else: wait += 1
+    if strictly_better(v, best if best is not None else worst): best, best_epoch = v, epoch
+    elif best is None: best = worst
+    if wait >= patience: stop ("patience_exhausted")
+
 ``rules="lightning"`` (``lightning.pytorch.callbacks.EarlyStopping`` 2.x: an elif chain, best
 starts at +inf / -inf so a NaN or +inf first value is not an improvement)::
 
@@ -43,6 +53,9 @@ The sign of ``min_delta``: Keras rules take its absolute value; Lightning rules 
 value (which accepts a slightly worse value as an improvement). ``signed_min_delta=True`` reads
 ``min_delta`` as Lightning *stores* it (multiplied by -1 for ``mode="min"``: the improvement test
 is ``op(current - min_delta, best)``), so that Lightning's drop-in passes its attribute as it is.
+
+(``rules="huggingface"``: ``patience`` is ``early_stopping_patience``, ``min_delta`` is
+``early_stopping_threshold``, absolute and strict, compared in float64.)
 
 =========================  ================================  ===============================
 argument                   Keras ``EarlyStopping``           Lightning ``EarlyStopping``
@@ -197,6 +210,15 @@ def _m_below_baseline(
     )
 
 
+def _m_small_improvement(
+    name: str, best: float | None, v: float, delta: float, wait: int, patience: int
+) -> str:
+    return (
+        f"{name} improved from {_g(best)} to {_g(v)}, by no more than {delta:g}: the new best, "
+        f"but wait {wait}/{patience}"
+    )
+
+
 def _m_no_improvement(
     name: str, v: float, best: float | None, best_epoch: int | None, delta: float, wait: int,
     patience: int,
@@ -258,7 +280,8 @@ class EarlyStopping:
         strict: raise :class:`MetricNotFoundError` when the metric is absent, instead of skipping.
         threshold_mode: ``"abs"`` (Keras, Lightning) or ``"rel"`` (``min_delta`` as a fraction of
             ``best``, as torch's threshold).
-        rules: ``"keras"`` or ``"lightning"`` (see the module docstring for the differences).
+        rules: ``"keras"``, ``"lightning"`` or ``"huggingface"`` (see the module docstring for
+            the differences).
         precision: ``"float64"``, or ``"float32"`` to compare as Keras and Lightning do.
         stop_is_final: ``False`` keeps evaluating after a stop (Lightning under ``min_epochs``).
         signed_min_delta: ``min_delta`` is given as Lightning stores it (see the module
@@ -302,8 +325,8 @@ class EarlyStopping:
     threshold_mode: Literal["abs", "rel"] = attrs.field(
         default="abs", kw_only=True, validator=one_of("abs", "rel")
     )
-    rules: Literal["keras", "lightning"] = attrs.field(
-        default="keras", kw_only=True, validator=one_of("keras", "lightning")
+    rules: Literal["keras", "lightning", "huggingface"] = attrs.field(
+        default="keras", kw_only=True, validator=one_of("keras", "lightning", "huggingface")
     )
     precision: Literal["float64", "float32"] = attrs.field(
         default="float64", kw_only=True, validator=one_of("float64", "float32")
@@ -328,10 +351,15 @@ class EarlyStopping:
     clocks: ClassVar[frozenset[Clock]] = frozenset({"round"})
 
     def __attrs_post_init__(self) -> None:
-        if self.baseline is not None and self.rules == "lightning":
+        if self.baseline is not None and self.rules != "keras":
             raise ValueError(
-                "'baseline' is a Keras rule and has no meaning with rules='lightning'; "
+                f"'baseline' is a Keras rule and has no meaning with rules={self.rules!r}; "
                 "use stopping_threshold / divergence_threshold, or rules='keras'"
+            )
+        if self.rules == "huggingface" and self.threshold_mode != "abs":
+            raise ValueError(
+                "rules='huggingface' compares with an absolute threshold "
+                f"(early_stopping_threshold); got threshold_mode={self.threshold_mode!r}"
             )
         lightning = self.rules == "lightning"
         if self.signed_min_delta and not lightning:
@@ -416,6 +444,8 @@ class EarlyStopping:
             )
         if self._lightning:
             return self._update_lightning(state, v, epoch)
+        if self.rules == "huggingface":
+            return self._update_huggingface(state, v, epoch)
         return self._update_keras(state, v, epoch)
 
     def _update_keras(
@@ -483,6 +513,35 @@ class EarlyStopping:
             reason=lazy_reason(self._label, "no_improvement", _m_no_improvement, self.monitor,
                                v, best, state.best_epoch, self.min_delta, wait, self.patience),
         )
+
+    def _update_huggingface(
+        self, state: EarlyStoppingState, v: float, epoch: int
+    ) -> tuple[EarlyStoppingDecision, EarlyStoppingState]:
+        best = state.best
+        ref = self._worst if best is None else best
+        better = bool(self.monitoring.beyond(v, ref))  # the Trainer's best_metric: no threshold
+        if best is None or (better and abs(v - ref) > abs(self.min_delta)):
+            wait = 0  # the callback's counter resets only on an improvement beyond the threshold
+        else:
+            wait = state.wait + 1
+        new = state._replace(
+            best=v if better else ref, best_epoch=epoch if better else state.best_epoch, wait=wait
+        )
+        if self._thresholds:
+            stop = self._threshold_stop(new, v, epoch, improved=better)
+            if stop is not None:
+                return stop
+        if wait >= self.patience:
+            return self._patience_stop(new, v, epoch)
+        if better and wait == 0:
+            why = lazy_reason(self._label, "improved", _m_improved, self.monitor, best, v)
+        elif better:
+            why = lazy_reason(self._label, "improved", _m_small_improvement, self.monitor, best,
+                              v, self.min_delta, wait, self.patience)
+        else:
+            why = lazy_reason(self._label, "no_improvement", _m_no_improvement, self.monitor, v,
+                              best, state.best_epoch, self.min_delta, wait, self.patience)
+        return self._decide(new, stop=False, improved=better, why=why)
 
     def _threshold_stop(
         self, state: EarlyStoppingState, v: float, epoch: int, *, improved: bool
