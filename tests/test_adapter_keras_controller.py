@@ -239,3 +239,39 @@ def test_plateau_without_schedule_matches_keras_rates() -> None:
     assert runs[0][0] == runs[1][0]
     for a, b in zip(runs[0][1], runs[1][1], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_resume_protects_the_checkpoint_until_the_first_new_save(tmp_path: Path) -> None:
+    run(tmp_path, epochs=3)
+    cb = tk.ControllerCallback(make_controller(), store=tmp_path)
+    model = make_model()
+    resumed = cb.resume(model)
+    assert resumed.checkpoint == "last.weights.h5" and resumed.epoch == 3
+    assert cb.store is not None and cb.store.protected == {"last.weights.h5"}
+    model.fit(X, Y, batch_size=8, epochs=4, shuffle=False, verbose=0,
+              callbacks=[Script(VAL), cb])
+    assert cb.store.protected == frozenset()  # epoch 4 wrote a new checkpoint
+
+
+def test_resuming_a_run_that_already_stopped_trains_nothing(tmp_path: Path) -> None:
+    whole = run(tmp_path)
+    assert whole["cb"].controller.stopped
+    model = make_model()
+    cb = tk.ControllerCallback(make_controller(), store=tmp_path)
+    resumed = cb.resume(model)
+    assert resumed.stopped
+    rates = Rates()
+    history = model.fit(X, Y, batch_size=8, epochs=EPOCHS, shuffle=False, verbose=0,
+                        callbacks=[Script(VAL), cb, rates])
+    assert rates.rates == [] and not history.history.get("loss")  # not one batch trained
+    # the end of training still restores the best weights, as the uninterrupted run did
+    for a, b in zip(whole["weights"], model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_fresh_fit_into_another_runs_directory_is_refused(tmp_path: Path) -> None:
+    from trainctl.effects import FreshRunError
+
+    run(tmp_path, epochs=2)
+    with pytest.raises(FreshRunError, match="already holds"):
+        run(tmp_path, epochs=2)

@@ -20,7 +20,7 @@ import math
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning.pytorch as pl
 import numpy as np
@@ -519,3 +519,56 @@ def test_checkpoint_patience_and_changed_attributes_are_followed() -> None:
             theirs._evaluate_stopping_criteria(torch.tensor(v))
         )
     assert ours.stopping_reason == theirs.stopping_reason == EarlyStoppingReason.STOPPING_THRESHOLD
+
+
+def test_resume_says_where_to_start_and_protects_until_the_first_new_save(
+    tmp_path: Path,
+) -> None:
+    first = ControllerCallback(_resume_controller(), dirpath=tmp_path)
+    fit(Scripted(RESUME_STREAM), [first], 3)
+    cb = ControllerCallback(_resume_controller(), dirpath=tmp_path)
+    resumed = cb.resume()
+    assert resumed.checkpoint == "last.ckpt" and resumed.path == tmp_path / "last.ckpt"
+    assert resumed.epoch == 3 and not resumed.stopped
+    assert cb.store is not None and cb.store.protected == {"last.ckpt"}
+
+    class Watch(pl.Callback):
+        protected: ClassVar[list[frozenset[str]]] = []
+
+        def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+            assert cb.store is not None
+            self.protected.append(cb.store.protected)
+
+    watch = Watch()
+    fit(Scripted(RESUME_STREAM), [cb, watch], 5, ckpt_path=str(resumed.path))
+    # protected while the resumed epoch trains, lifted by the first new checkpoint
+    assert watch.protected == [frozenset({"last.ckpt"}), frozenset()]
+
+
+def test_a_fresh_fit_into_another_runs_directory_is_refused_with_lightnings_way(
+    tmp_path: Path,
+) -> None:
+    from trainctl.effects import FreshRunError
+
+    fit(Scripted(RESUME_STREAM), [ControllerCallback(_resume_controller(), dirpath=tmp_path)], 2)
+    again = ControllerCallback(_resume_controller(), dirpath=tmp_path)
+    with pytest.raises(FreshRunError, match=r"ckpt_path=callback\.resume\(\)\.path"):
+        fit(Scripted(RESUME_STREAM), [again], 4)
+    # Lightning's "last" only finds ModelCheckpoint's files: it warns, starts fresh, and the
+    # callback refuses instead of mixing two runs' files
+    with pytest.raises(FreshRunError, match="ModelCheckpoint"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit(Scripted(RESUME_STREAM), [again], 4, ckpt_path="last")
+    fit(Scripted(RESUME_STREAM),
+        [ControllerCallback(_resume_controller(), dirpath=tmp_path, overwrite=True)], 1)
+
+
+def test_a_scheduler_from_configure_optimizers_is_refused_at_train_start() -> None:
+    class WithScheduler(Scripted):
+        def configure_optimizers(self) -> Any:
+            opt = torch.optim.SGD(self.parameters(), lr=0.01)
+            return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, 1)}
+
+    ctl = trainctl.Controller(trainctl.ReduceLROnPlateau("val_loss", patience=1), lr=0.01)
+    with pytest.raises(ValueError, match=r"StepLR.*hand the schedule to trainctl"):
+        fit(WithScheduler(RESUME_STREAM), [ControllerCallback(ctl)], 2)

@@ -382,3 +382,52 @@ def test_manual_save_writes_a_loadable_checkpoint(tmp_path: Path) -> None:
     assert fresh.controller.state_dict() == loop.controller.state_dict()
     for k, t in loop.model.state_dict().items():
         assert torch.equal(fresh.model.state_dict()[k], t)
+
+
+def test_the_checkpoint_resumed_from_is_protected_until_the_first_new_save(
+    tmp_path: Path,
+) -> None:
+    loop = _ckpt_loop(tmp_path)
+    for v in [1.0, 0.5]:
+        loop.step({"val_loss": v})
+    fresh = _ckpt_loop(tmp_path, model=_model(seed=2))
+    assert fresh.resume().checkpoint == "epoch002.pt"
+    assert fresh.store.protected == {"epoch002.pt"}
+    fresh.step({"val_loss": 0.7})  # not better: nothing written, still protected
+    assert fresh.store.protected == {"epoch002.pt"}
+    fresh.step({"val_loss": 0.2})  # the first new save: the best-1 policy replaces it
+    assert [e.name for e in fresh.store.entries] == ["epoch004.pt"]
+    assert fresh.store.protected == frozenset()
+
+
+def test_a_fresh_run_into_a_directory_with_another_runs_checkpoints_is_refused(
+    tmp_path: Path,
+) -> None:
+    from trainctl.effects import FreshRunError
+
+    _ckpt_loop(tmp_path).step({"val_loss": 1.0})
+    with pytest.raises(FreshRunError, match="already holds 1 checkpoint"):
+        _ckpt_loop(tmp_path).step({"val_loss": 1.0})
+    _ckpt_loop(tmp_path, overwrite=True).step({"val_loss": 1.0})  # asked for
+
+
+def test_resuming_a_run_that_stopped_says_so(tmp_path: Path) -> None:
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ctl = trainctl.Controller(
+        trainctl.EarlyStopping(monitor="val_loss", patience=1),
+        trainctl.CheckpointPolicy(extension=".pt"),
+    )
+    loop = TorchController(ctl, model, opt, store=tmp_path)
+    for v in [1.0, 2.0]:
+        d = loop.step({"val_loss": v})
+    assert d.stop
+    again = TorchController(
+        trainctl.Controller(
+            trainctl.EarlyStopping(monitor="val_loss", patience=1),
+            trainctl.CheckpointPolicy(extension=".pt"),
+        ),
+        _model(), torch.optim.SGD(_model().parameters(), lr=0.1), store=tmp_path,
+    )
+    resumed = again.resume()
+    assert resumed.stopped and resumed.epoch == 2 and again.controller.stopped

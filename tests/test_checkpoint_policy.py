@@ -6,6 +6,7 @@ import json
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from trainctl._checkpoint import (
     CheckpointState,
     KeptCheckpoint,
 )
+from trainctl._names import MAX_NAME_BYTES
 
 NAN = math.nan
 
@@ -821,3 +823,52 @@ def test_policy_is_usable_next_to_other_policies() -> None:
     ]
     assert decisions[1].delete == ("e1",)
     assert decisions[-1].stop
+
+
+# -- the store's name rule, applied when the policy is built ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"filename": ".trainctl-tmp-{epoch}"}, "must not start with '.trainctl-tmp-'"),
+        ({"filename": "x" * 300 + "{epoch}"}, f"must be at most {MAX_NAME_BYTES} bytes long"),
+        ({"filename": "trainctl-manifest", "extension": ".json"}, "reserved for the manifest"),
+        ({"filename": "trainctl-manifest.json.corrupt-{epoch}"}, "reserved for the manifest"),
+        ({"filename": "{epoch}", "extension": ".trainctl-tmp-"}, None),  # a suffix is harmless
+    ],
+)
+def test_a_template_the_store_would_refuse_is_refused_at_construction(
+    kwargs: dict[str, Any], problem: str | None
+) -> None:
+    if problem is None:
+        CheckpointPolicy(**kwargs)
+        return
+    with pytest.raises(ValueError, match=problem):
+        CheckpointPolicy(**kwargs)
+
+
+def test_a_formatted_name_the_store_would_refuse_records_nothing() -> None:
+    # a metric that formats into a name too long for the file system: refused before the
+    # policy records it as kept (a phantom best would block later real saves)
+    digits = MAX_NAME_BYTES - 3  # the sample value 1.0 fits: "1." and the digits
+    policy = CheckpointPolicy("val_loss", save_top_k=1, filename=f"{{val_loss:.{digits}f}}")
+    ctl = Controller(policy)
+    with pytest.raises(ValueError, match="must be at most"):
+        ctl.step({"val_loss": 100.0})
+    assert ctl.states[0] == policy.initial_state() and ctl.rounds == 0
+
+
+def test_the_policy_and_the_store_accept_the_same_names(tmp_path: Path) -> None:
+    from trainctl.storage import CheckpointStore
+
+    store = CheckpointStore(tmp_path)
+    store.recover()
+    for name in ["e1.pt", "a" * MAX_NAME_BYTES, "ü" * (MAX_NAME_BYTES // 2), "x.trainctl-tmp-y"]:
+        CheckpointPolicy(filename=name.replace("{", "{{"))
+        store.save(name, lambda p: p.write_bytes(b"x"))
+    for name in ["a" * (MAX_NAME_BYTES + 1), ".trainctl-tmp-x", "trainctl-manifest.json"]:
+        with pytest.raises(ValueError):
+            CheckpointPolicy(filename=name)
+        with pytest.raises(ValueError):
+            store.save(name, lambda p: p.write_bytes(b"x"))

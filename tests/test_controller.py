@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import math
 import pickle
+from typing import Any
 
 import pytest
 
+import trainctl
 from trainctl import (
     CheckpointPolicy,
     Controller,
@@ -205,3 +207,40 @@ def test_optimizer_step_epoch_is_validated_and_used() -> None:
     saver.step({})  # epoch 0 ends: later steps belong to epoch 1 ({epoch} is 1-based)
     assert saver.optimizer_step().save.name == "e2-s2"  # type: ignore[union-attr]
     assert saver.optimizer_step(epoch=7).save.name == "e8-s3"  # type: ignore[union-attr]
+
+
+def test_the_by_name_constructors_build_exactly_the_fields() -> None:
+    """The hot paths build decisions, states and observations by field name through plain
+    functions; each lists its type's fields, so a field added to a type cannot shift."""
+    import inspect
+
+    from trainctl import _early_stopping, _plateau
+    from trainctl._decisions import make_decision
+    from trainctl._policy import make_observation
+
+    def kw_names(fn: Any) -> list[str]:
+        params = inspect.signature(fn).parameters.values()
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params)
+        return [p.name for p in params]
+
+    for maker, cls in (
+        (make_decision, trainctl.Decision), (make_observation, trainctl.Observation)
+    ):
+        fields = list(cls._fields)
+        assert kw_names(maker) == fields
+        built = maker(**{f: i for i, f in enumerate(fields)})
+        assert type(built) is cls and all(getattr(built, f) == i for i, f in enumerate(fields))
+    for module, decision_cls, state_cls in (
+        (_early_stopping, trainctl.EarlyStoppingDecision, trainctl.EarlyStoppingState),
+        (_plateau, trainctl.PlateauDecision, trainctl.PlateauState),
+    ):
+        names = kw_names(module._outcome)
+        assert set(names) >= (set(decision_cls._fields) - {"reduced"}) | set(state_cls._fields)
+        values = {n: f"<{n}>" for n in names}
+        decision, state = module._outcome(**values)
+        assert type(decision) is decision_cls and type(state) is state_cls
+        for f in state_cls._fields:
+            assert getattr(state, f) == f"<{f}>"
+        for f in decision_cls._fields:
+            if f in values:
+                assert getattr(decision, f) == f"<{f}>", f

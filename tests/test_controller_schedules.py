@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trainctl import Controller, EarlyStopping, ReduceLROnPlateau, StateError
+from trainctl import Controller, EarlyStopping, ReduceLROnPlateau, StateError, schedules
 from trainctl.schedules import cosine, step_decay, warmup
 
 
@@ -36,22 +37,57 @@ def test_round_clock_advances_once_per_round() -> None:
     assert [ctl.step({}).lr for _ in range(5)] == [s(t) for t in range(1, 6)]
 
 
-def test_param_groups_keep_their_own_base_rate_like_torch_lambda_lr() -> None:
+def _halving(t: int) -> float:
+    return 0.5 ** (t // 250)
+
+
+#: each schedule of the catalogue, long enough to cover its whole shape in >= 1,000 steps
+CATALOGUE = [
+    lambda: warm_cosine(),
+    lambda: cosine(0.1, total_steps=1000, final_lr=1e-3),
+    lambda: schedules.warmup(schedules.linear(0.2, 1.0, 0.1, total_steps=800), 200),
+    lambda: schedules.step_decay(0.1, step_size=300, gamma=0.3),
+    lambda: schedules.multistep(0.1, milestones=(100, 400, 900), gamma=0.5),
+    lambda: schedules.exponential(0.1, gamma=0.998),
+    lambda: schedules.exponential_decay(0.1, decay_steps=100, decay_rate=0.9),
+    lambda: schedules.inverse_time_decay(0.1, decay_steps=100, decay_rate=0.5),
+    lambda: schedules.piecewise_constant((200, 600), (0.1, 0.05, 0.01)),
+    lambda: schedules.polynomial(0.1, total_steps=900, final_lr=1e-4, power=2.0),
+    lambda: schedules.constant_factor(0.1, factor=0.25, total_steps=300),
+    lambda: schedules.cosine_restarts(0.1, period=150, period_mult=2),
+    lambda: schedules.cyclic(0.01, 0.1, step_size_up=120, mode="triangular2"),
+    lambda: schedules.one_cycle(0.1, total_steps=1200),
+    lambda: schedules.inverse_sqrt(0.1, warmup_steps=100),
+    lambda: schedules.warmup_stable_decay(0.1, warmup_steps=100, stable_steps=500,
+                                          decay_steps=300),
+    lambda: schedules.constant(0.1),
+    lambda: schedules.lambda_lr(0.1, _halving),
+]
+
+
+@pytest.mark.parametrize("make", CATALOGUE, ids=lambda m: repr(m())[:40])
+def test_param_groups_equal_torch_lambda_lr_bit_for_bit(make: Any) -> None:
+    """Two param groups with their own base rates: LambdaLR's base * (s(t) / s.base_lr), ==."""
     torch = pytest.importorskip("torch")
-    s = warm_cosine()
-    ctl = Controller(schedule=s, lr=(0.1, 0.003))
+    s = make()
+    bases = (s.base_lr * 0.37, s.base_lr * 2.5)
+    ctl = Controller(schedule=s, lr=bases)
     params = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
-    opt = torch.optim.SGD(
-        [{"params": [params[0]], "lr": 0.1}, {"params": [params[1]], "lr": 0.003}]
-    )
+    opt = torch.optim.SGD([{"params": [p], "lr": b} for p, b in zip(params, bases, strict=True)])
     ref = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: s(t) / s.base_lr)  # type: ignore
-    for _ in range(150):
-        ours = ctl.lr
-        assert isinstance(ours, tuple)
-        np.testing.assert_allclose(ours, ref.get_last_lr(), rtol=1e-12, atol=0)
+    for t in range(1001):
+        assert ctl.lr == tuple(ref.get_last_lr()), t
         opt.step()
         ref.step()
         ctl.optimizer_step()
+
+
+def test_a_group_at_the_schedules_own_rate_runs_at_exactly_the_schedule() -> None:
+    s = warm_cosine()
+    ctl = Controller(schedule=s, lr=(s.base_lr, s.base_lr / 10))
+    for t in range(1, 600):
+        lr = ctl.optimizer_step().lr
+        assert isinstance(lr, tuple) and lr[0] == s(t)
 
 
 def test_plateau_multiplies_the_schedule_and_respects_min_lr() -> None:

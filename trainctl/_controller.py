@@ -59,7 +59,7 @@ import numbers
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import attrs
 
@@ -575,8 +575,8 @@ class Controller:
         states = list(self._states)
         lr, scale = obs.lr, self._scale
         stop = final = snapshot = restore = False
-        save: tuple[str, SaveRequest] | None = None
-        last: tuple[str, SaveRequest] | None = None
+        save: _Request | None = None
+        last: _Request | None = None
         delete: list[str] | None = None
         details: list[Any] = []
         missing: list[tuple[str, Reason]] | None = None
@@ -622,7 +622,8 @@ class Controller:
         decision = make_decision(
             clock=clock, round=rounds, epoch=epoch, optimizer_steps=steps, stop=stop, lr=lr,
             lr_changed=lr != before, snapshot_best=snapshot, restore_best=restore,
-            save=None if save is None else save[1], last=None if last is None else last[1],
+            save=None if save is None else save.request,
+            last=None if last is None else last.request,
             delete=() if delete is None else tuple(delete), details=tuple(details),
             labels=labels,
         )
@@ -881,9 +882,14 @@ _QUIET_EVENTS = frozenset({"missing_metric", "finite"})
 _NO_METRICS: Mapping[str, Any] = MappingProxyType({})
 
 
-def _one_request(
-    held: tuple[str, SaveRequest] | None, request: Any, label: str, what: str
-) -> tuple[str, SaveRequest]:
+class _Request(NamedTuple):
+    """A save (or last) request and the policy that made it."""
+
+    label: str
+    request: SaveRequest
+
+
+def _one_request(held: _Request | None, request: Any, label: str, what: str) -> _Request:
     """A save (or last) request; two in one call is an error naming both policies."""
     if isinstance(request, str):
         request = SaveRequest(name=request)
@@ -894,10 +900,11 @@ def _one_request(
         )
     if held is not None:
         raise ValueError(
-            f"{held[0]} and {label} both ask for a {what!r} checkpoint ({held[1].name!r}, "
-            f"{request.name!r}) in one call; one policy may write each per call"
+            f"{held.label} and {label} both ask for a {what!r} checkpoint "
+            f"({held.request.name!r}, {request.name!r}) in one call; one policy may write each "
+            "per call"
         )
-    return (label, request)
+    return _Request(label=label, request=request)
 
 
 def _concurrent(method: str) -> RuntimeError:

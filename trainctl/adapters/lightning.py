@@ -600,7 +600,7 @@ class EarlyStopping(_LightningEarlyStopping):
         ctl = self._controller("float64" if current.dtype == torch.float64 else "float32")
         decision = ctl.step({self.monitor: current}, epoch=self._epoch)
         self.last_decision = decision
-        detail = decision.details[0]
+        detail = decision.detail(ctl.labels[0])
         reason: str | None = None
         if detail.improved:
             reason = self._improvement_message(current)
