@@ -28,7 +28,7 @@ test: $(VENV)/.dev-installed  ## the whole test suite, with torch, keras and lig
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev-installed  ## ruff on everything, mypy --strict on the core and the adapters
-	$(VENV)/bin/ruff check trainctl tests benchmarks examples
+	$(VENV)/bin/ruff check trainctl tests benchmarks examples data
 	$(VENV)/bin/mypy --strict trainctl
 
 bench: $(VENV)/.dev-installed  ## print the benchmark ratios
