@@ -11,10 +11,12 @@ from ._checkpoint import CheckpointDecision, CheckpointPolicy, CheckpointState, 
 from ._controller import Controller, ControllerStatistics, StoppedDetail, simulate
 from ._decisions import EVENTS, Decision, Reason, SaveRequest, epoch_text
 from ._early_stopping import EarlyStopping, EarlyStoppingDecision, EarlyStoppingState
+from ._log import DecisionLog, LogError, read_log
 from ._monitor import Comparison, MetricNotFoundError, Monitor, infer_direction, read_metric
 from ._nan import NaNDecision, NaNState, TerminateOnNaN
 from ._plateau import PlateauDecision, PlateauState, ReduceLROnPlateau
 from ._policy import DECISION_FIELDS, Observation, Policy
+from ._rebuild import ExpressionError, parse_call, register_policy
 from ._state import StateError
 from .storage import (
     CheckpointEntry,
@@ -42,10 +44,13 @@ __all__ = [
     "ControllerStatistics",
     "CorruptManifestError",
     "Decision",
+    "DecisionLog",
     "EarlyStopping",
     "EarlyStoppingDecision",
     "EarlyStoppingState",
+    "ExpressionError",
     "KeptCheckpoint",
+    "LogError",
     "MetricNotFoundError",
     "Monitor",
     "NaNDecision",
@@ -65,7 +70,10 @@ __all__ = [
     "effects",
     "epoch_text",
     "infer_direction",
+    "parse_call",
+    "read_log",
     "read_metric",
+    "register_policy",
     "schedules",
     "simulate",
     "storage",

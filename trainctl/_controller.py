@@ -63,11 +63,18 @@ from typing import Any, Literal, NamedTuple
 
 import attrs
 
-from ._decisions import Decision, Reason, SaveRequest, make_decision, reasons_of
+from ._decisions import (
+    Decision,
+    Reason,
+    SaveRequest,
+    make_decision,
+    plain_fields,
+    reasons_of,
+)
 from ._policy import _DECLARED as _FIELDS
 from ._policy import Clock, Observation, decision_fields, make_observation
 from ._rates import group_rate, reduced_rate, scheduled_rate
-from ._state import StateError, decode_float, plain_data
+from ._state import StateError, decode_float
 from ._validation import check_finite, check_int
 
 __all__ = ["Controller", "ControllerStatistics", "StoppedDetail", "simulate"]
@@ -221,25 +228,6 @@ class StoppedDetail(Mapping[str, Any]):
         return f"StoppedDetail({inner}, reason={self.reason!r})"
 
 
-def _detail_fields(decision: object) -> dict[str, Any]:
-    """The plain-data fields of a decision (numbers, strings, bools, None), by name."""
-    if isinstance(decision, Mapping):
-        items = decision.items()
-    elif hasattr(decision, "_asdict"):
-        items = decision._asdict().items()
-    elif attrs.has(type(decision)):
-        items = attrs.asdict(decision, recurse=False).items()  # type: ignore[arg-type]
-    else:
-        items = getattr(decision, "__dict__", {}).items()
-    out: dict[str, Any] = {}
-    for key, value in items:
-        if key in ("reason", "reasons") or key.startswith("_"):
-            continue
-        if value is None or isinstance(value, (bool, int, float, str)):
-            out[key] = value
-    return out
-
-
 # -- the Controller ----------------------------------------------------------------------------
 
 
@@ -259,6 +247,8 @@ class Controller:
         warn_missing: warn (once per policy) when a monitored metric is missing from a round;
             ``False`` leaves it to the caller (the Keras drop-ins print Keras' own text, every
             epoch, from the decision's ``"missing_metric"`` event).
+        log: a :class:`~trainctl.DecisionLog` (or any callable taking each decision): every
+            decision is appended to it, and a loaded state (a resumed run) rewinds it.
 
     Numbers may be numpy scalars. A Controller belongs to one thread.
 
@@ -283,6 +273,7 @@ class Controller:
         schedule: Any = None,
         schedule_clock: Literal["optimizer_step", "round"] = "optimizer_step",
         warn_missing: bool = True,
+        log: Any = None,
     ) -> None:
         for i, p in enumerate(policies):
             _check_policy(i, p)
@@ -331,7 +322,16 @@ class Controller:
         self._warned: set[tuple[str, str]] = set()
         # set while a call runs: a second call entering meanwhile (another thread) is refused
         self._busy = False
+        if log is not None and not callable(log):
+            raise TypeError(
+                f"'log' must be a trainctl.DecisionLog (or a callable taking each decision), got "
+                f"{type(log).__name__}"
+            )
+        self._log = log
         self.reset()
+        start = getattr(log, "start", None)
+        if start is not None:
+            start(self.describe())
 
     # -- the configuration ----------------------------------------------------------------------
 
@@ -369,6 +369,24 @@ class Controller:
         return (
             self._schedule is not None or self._base_lr is not None or bool(self._floor_hooks)
         )
+
+    def describe(self) -> dict[str, Any]:
+        """The configuration as plain data: each policy's ``config_dict()``, the schedule's
+        identity, its clock and the base rate (what :meth:`from_state_dict` rebuilds from)."""
+        schedule = self._schedule
+        ident: str | None = None
+        if schedule is not None:
+            try:
+                ident = _schedule_id(schedule)
+            except ValueError:
+                ident = repr(schedule)
+        base = self._base_lr
+        return {
+            "policies": [p.config_dict() for p in self._policies],
+            "schedule": ident,
+            "schedule_clock": self._schedule_clock,
+            "lr": list(base) if isinstance(base, tuple) else base,
+        }
 
     def reset(self) -> None:
         """Forget all progress: initial states, clocks at zero, the initial learning rate."""
@@ -478,7 +496,7 @@ class Controller:
             rounds = self._rounds + 1
             if self._stopped:
                 self._rounds, self._epoch, self._lr = rounds, epoch, current
-                return self._final_decision("round")
+                return self._final_decision("round", metrics)
             obs = make_observation(
                 clock="round", metrics=metrics, epoch=epoch, round=self._rounds,
                 optimizer_steps=self._steps, lr=current, time=time,
@@ -524,7 +542,7 @@ class Controller:
             steps = self._steps + 1
             if self._stopped:
                 self._steps = steps
-                return self._final_decision("optimizer_step")
+                return self._final_decision("optimizer_step", metrics)
             obs = make_observation(
                 clock="optimizer_step", metrics=metrics, epoch=epoch, round=self._rounds,
                 optimizer_steps=steps, lr=self._lr, time=time,
@@ -553,11 +571,14 @@ class Controller:
             restore = restore or bool(fields.restore_best and d.restore_best)
             details.append(d)
             labels.append(label)
-        return Decision(
+        decision = Decision(
             clock="end", round=self._rounds, epoch=self._epoch, optimizer_steps=self._steps,
             stop=True, lr=self._lr, restore_best=restore, details=tuple(details),
             labels=tuple(labels),
         )
+        if self._log is not None:
+            self._log(decision)
+        return decision
 
     # -- the merge rule -------------------------------------------------------------------------
 
@@ -625,7 +646,7 @@ class Controller:
             save=None if save is None else save.request,
             last=None if last is None else last.request,
             delete=() if delete is None else tuple(delete), details=tuple(details),
-            labels=labels,
+            labels=labels, metrics=obs.metrics,
         )
         if final:
             self._stopped = True
@@ -638,6 +659,8 @@ class Controller:
         if missing is not None:
             for label, reason in missing:
                 self._warn_missing(label, reason)
+        if self._log is not None:
+            self._log(decision)
         return decision
 
     def _request(
@@ -765,11 +788,17 @@ class Controller:
             stacklevel=5,
         )
 
-    def _final_decision(self, clock: Literal["round", "optimizer_step"]) -> Decision:
-        return Decision(
+    def _final_decision(
+        self, clock: Literal["round", "optimizer_step"], metrics: Mapping[str, Any]
+    ) -> Decision:
+        decision = Decision(
             clock=clock, round=self._rounds, epoch=self._epoch, optimizer_steps=self._steps,
             stop=True, lr=self._lr, details=self._stop_details, labels=self._stop_labels,
+            metrics=metrics,
         )
+        if self._log is not None:
+            self._log(decision)
+        return decision
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -789,6 +818,8 @@ class Controller:
                 for p, s in zip(self._policies, self._states, strict=True)
             ],
             "schedule": None if self._schedule is None else _schedule_id(self._schedule),
+            "schedule_clock": self._schedule_clock,
+            "base_lr": _encode_lr(self._base_lr),
             "rounds": self._rounds,
             "optimizer_steps": self._steps,
             "epoch": self._epoch,
@@ -803,7 +834,7 @@ class Controller:
             "stop_details": [
                 {
                     "policy": self._labels.index(label) if label in self._labels else None,
-                    "fields": plain_data(_detail_fields(d)),
+                    "fields": plain_fields(d),
                     "reason": [[r.source, r.event, r.message] for r in reasons_of(d, label)],
                 }
                 for label, d in zip(self._stop_labels, self._stop_details, strict=True)
@@ -828,14 +859,61 @@ class Controller:
             self._busy = False
 
     def _load(self, loaded: _LoadedState) -> None:
+        rewind = getattr(self._log, "rewind", None)
+        if rewind is not None:  # a resumed run: the log continues from the loaded point
+            rewind(loaded.rounds, loaded.steps)
         self._states = loaded.states
         self._rounds, self._steps, self._epoch = loaded.rounds, loaded.steps, loaded.epoch
         self._lr, self._scale = loaded.lr, loaded.scale
         self._stopped = loaded.stopped
         self._stop_details, self._stop_labels = loaded.details, loaded.labels
 
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any], *, log: Any = None) -> Controller:
+        """The controller that saved ``state``, rebuilt from the configuration the state holds,
+        with its progress loaded.
+
+        Policies are found by type name (every built-in, and classes registered with
+        :func:`trainctl.register_policy`) or as ``module.QualName`` of a module already
+        imported; the schedule is rebuilt from its identity (``repr``-like factory call; user
+        functions by ``module.qualname``) by a parser that evaluates nothing and imports
+        nothing. A type or function that cannot be found raises :class:`StateError` saying
+        what to import or register.
+        """
+        from ._rebuild import ExpressionError, parse_call, policy_from_config
+        from .schedules import Schedule
+
+        if not isinstance(state, Mapping) or state.get("format") != FORMAT:
+            raise StateError("not a trainctl controller state (no 'format': 'trainctl.Controller')")
+        entries = state.get("policies")
+        if not isinstance(entries, list):
+            raise StateError("policies: expected a list")
+        try:
+            policies = [
+                policy_from_config(e["config"] if isinstance(e, Mapping) and "config" in e else {})
+                for e in entries
+            ]
+            ident = state.get("schedule")
+            schedule = None
+            if ident is not None:
+                from ._rebuild import _schedule_factories
+
+                schedule = parse_call(str(ident), factories=_schedule_factories())
+                if not isinstance(schedule, Schedule):
+                    raise ExpressionError(f"{ident!r} is not a schedule")
+        except ExpressionError as exc:
+            raise StateError(f"cannot rebuild the controller: {exc}") from None
+        clock = state.get("schedule_clock", "optimizer_step")
+        base = _decode_lr(state.get("base_lr"), "base_lr")
+        if schedule is not None and isinstance(base, float):
+            base = None  # the schedule's own base rate
+        ctl = cls(*policies, lr=base, schedule=schedule, schedule_clock=clock, log=log)
+        ctl.load_state_dict(state)
+        return ctl
+
     def clone(self) -> Controller:
-        """A new controller with the same configuration and progress (nothing shared)."""
+        """A new controller with the same configuration and progress (nothing shared; the copy
+        writes no log)."""
         other = Controller(
             *self._policies,
             lr=self._base_lr,
@@ -1059,6 +1137,11 @@ class _LoadedState:
             raise StateError(
                 f"schedule: the state was saved with schedule {state.get('schedule')!r}, this "
                 f"controller has {sched!r}; pass strict=False to load it anyway"
+            )
+        if strict and "schedule_clock" in state and state["schedule_clock"] != ctl._schedule_clock:
+            raise StateError(
+                f"schedule_clock: the state was saved with {state['schedule_clock']!r}, this "
+                f"controller has {ctl._schedule_clock!r}; pass strict=False to load it anyway"
             )
         rounds = _count(state.get("rounds"), "rounds")
         steps = _count(state.get("optimizer_steps"), "optimizer_steps")

@@ -12,8 +12,13 @@ looks at the messages never pays for formatting them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
+
+from ._state import encode_float
+
+_NO_METRICS: Mapping[str, Any] = MappingProxyType({})
 
 __all__ = [
     "EVENTS",
@@ -24,6 +29,8 @@ __all__ = [
     "lazy_reason",
     "make_decision",
     "number_text",
+    "plain_fields",
+    "plain_metrics",
     "reasons_of",
 ]
 
@@ -180,6 +187,11 @@ class Decision(NamedTuple):
         details: each policy's own decision, in policy order (``details[i].reason``,
             ``details[i].best``, ...); :meth:`detail` finds one by the policy's label.
         labels: the label of the policy behind each entry of ``details``.
+        metrics: the metrics the call was given (the mapping itself, not a copy).
+
+    Data fields (``epoch``, ``details[i].best_epoch``) are 0-based indices, as Keras' attributes
+    are; every text a person reads (``explain()``, messages, logs' text, file names) counts
+    epochs from 1 (:func:`epoch_text`).
     """
 
     clock: Literal["round", "optimizer_step", "end"]
@@ -196,6 +208,51 @@ class Decision(NamedTuple):
     delete: tuple[str, ...] = ()
     details: tuple[Any, ...] = ()
     labels: tuple[str, ...] = ()
+    metrics: Mapping[str, Any] = _NO_METRICS
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        """Every reason's event, in policy order."""
+        return tuple(r.event for r in self.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The decision as JSON-safe plain data (``json.dumps`` writes it as it is).
+
+        Keys: ``clock``, ``round``, ``epoch`` (0-based, ``None`` before the first round),
+        ``optimizer_steps``, ``metrics`` (the numbers among the call's metrics, as floats),
+        ``lr`` (one rate per param group, or ``None``), ``lr_changed``, ``stop``,
+        ``snapshot_best``, ``restore_best``, ``save`` / ``last`` (``{"name", "is_best",
+        "score"}`` or ``None``), ``delete``, ``events``, ``reasons`` (``{"source", "event",
+        "message"}`` with the rendered message) and ``policies`` (each policy's own plain
+        fields by label: ``best``, ``wait``, ...). Non-finite floats are ``"nan"``, ``"inf"``,
+        ``"-inf"``. There is no inverse: a decision is made, not loaded.
+        """
+        reasons = self.reasons
+        lr = self.lr
+        return {
+            "clock": self.clock,
+            "round": self.round,
+            "epoch": self.epoch,
+            "optimizer_steps": self.optimizer_steps,
+            "metrics": plain_metrics(self.metrics),
+            "lr": None if lr is None else [encode_float(x) for x in _rates(lr)],
+            "lr_changed": self.lr_changed,
+            "stop": self.stop,
+            "snapshot_best": self.snapshot_best,
+            "restore_best": self.restore_best,
+            "save": _request_dict(self.save),
+            "last": _request_dict(self.last),
+            "delete": list(self.delete),
+            "events": [r.event for r in reasons],
+            "reasons": [
+                {"source": r.source, "event": r.event, "message": r.message} for r in reasons
+            ],
+            "policies": {
+                label: plain_fields(d)
+                for label, d in zip(self.labels or ("",) * len(self.details), self.details,
+                                    strict=True)
+            },
+        }
 
     @property
     def reasons(self) -> tuple[Reason, ...]:
@@ -224,6 +281,50 @@ class Decision(NamedTuple):
         )
 
 
+def _rates(lr: float | tuple[float, ...]) -> tuple[float, ...]:
+    return lr if isinstance(lr, tuple) else (lr,)
+
+
+def _request_dict(request: SaveRequest | None) -> dict[str, Any] | None:
+    if request is None:
+        return None
+    score = None if request.score is None else encode_float(request.score)
+    return {"name": request.name, "is_best": request.is_best, "score": score}
+
+
+def plain_metrics(metrics: Mapping[str, Any]) -> dict[str, float | str]:
+    """The numbers among ``metrics`` as JSON-safe floats (non-finite ones as strings)."""
+    from ._monitor import number_metrics
+
+    return {k: encode_float(v) for k, v in number_metrics(metrics).items()}
+
+
+def plain_fields(decision: object) -> dict[str, Any]:
+    """A policy decision's own plain-data fields (numbers, strings, bools, ``None``), JSON-safe;
+    its reason(s) are left out (they are listed with the merged decision)."""
+    if isinstance(decision, Mapping):
+        items: Any = decision.items()
+    elif hasattr(decision, "_asdict"):
+        items = decision._asdict().items()
+    elif hasattr(decision, "__attrs_attrs__"):
+        items = ((a.name, getattr(decision, a.name)) for a in decision.__attrs_attrs__)
+    else:
+        items = getattr(decision, "__dict__", {}).items()
+    out: dict[str, Any] = {}
+    for key, value in items:
+        if key in ("reason", "reasons") or key.startswith("_"):
+            continue
+        if isinstance(value, float):
+            out[key] = encode_float(value)
+        elif value is None or isinstance(value, (bool, int, str)):
+            out[key] = value
+        elif isinstance(value, (tuple, list)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            out[key] = [encode_float(float(v)) for v in value]
+    return out
+
+
 def reasons_of(decision: object, label: str) -> tuple[Reason, ...]:
     """A policy decision's reasons (its ``reason`` or ``reasons``); a plain string becomes
     ``Reason(label, "note", text)``."""
@@ -250,6 +351,7 @@ def make_decision(
     delete: tuple[str, ...],
     details: tuple[Any, ...],
     labels: tuple[str, ...],
+    metrics: Mapping[str, Any],
 ) -> Decision:
     """``Decision(...)`` by field name, without a NamedTuple constructor's keyword overhead
     (it runs on every call of the Controller). Its parameters are :class:`Decision`'s fields, in
@@ -257,6 +359,6 @@ def make_decision(
     decision: Decision = _tuple_new(
         Decision,
         (clock, round, epoch, optimizer_steps, stop, lr, lr_changed, snapshot_best, restore_best,
-         save, last, delete, details, labels),
+         save, last, delete, details, labels, metrics),
     )
     return decision

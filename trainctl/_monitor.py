@@ -58,6 +58,7 @@ __all__ = [
     "Monitor",
     "coerce_metric",
     "infer_direction",
+    "number_metrics",
     "present_keys",
     "read_metric",
 ]
@@ -375,6 +376,24 @@ def read_metric(metrics: Mapping[str, Any], key: str) -> float | None:
     if value.__class__ is float:
         return value
     return coerce_metric(key, value)
+
+
+def number_metrics(metrics: Mapping[Any, Any]) -> dict[str, float]:
+    """The numbers among ``metrics`` (floats, ints, numpy scalars, one-element arrays and
+    tensors) as floats, by name; anything else (strings, several elements, non-string keys) is
+    left out. What a checkpoint's manifest and a decision's ``to_dict()`` record."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if not isinstance(key, str):
+            continue
+        if value.__class__ is float:
+            out[key] = value
+            continue
+        try:
+            out[key] = coerce_metric(key, value)
+        except (TypeError, ValueError):
+            continue
+    return out
 
 
 def coerce_metric(key: str, value: object) -> float:

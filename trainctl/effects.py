@@ -58,7 +58,7 @@ import attrs
 
 from ._controller import Controller
 from ._decisions import Decision, SaveRequest
-from ._monitor import coerce_metric
+from ._monitor import number_metrics
 from .storage import CheckpointStore, CheckpointStoreError
 
 __all__ = [
@@ -153,15 +153,7 @@ def manifest_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     """The metrics a checkpoint's manifest entry records: every value that is a number (floats,
     ints, numpy scalars, one-element arrays and tensors), as a float; anything else is left out
     (the policies never used it)."""
-    out: dict[str, float] = {}
-    for key, value in metrics.items():
-        if not isinstance(key, str):
-            continue
-        try:
-            out[key] = coerce_metric(key, value)
-        except (TypeError, ValueError):
-            continue
-    return out
+    return number_metrics(metrics)
 
 
 def rates_like(controller: Controller, rates: Sequence[float]) -> float | tuple[float, ...]:
