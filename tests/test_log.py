@@ -172,11 +172,11 @@ def test_user_functions_and_policies_are_found_by_name_or_refused_clearly() -> N
     assert again.schedule == ctl.schedule  # found in this (already imported) module
     state = ctl.state_dict()
     state["schedule"] = "lambda_lr(lr=0.1, fn=not_imported_pkg.fn, vectorized=False)"
-    with pytest.raises(trainctl.StateError, match="not_imported_pkg.fn.*import its module"):
+    with pytest.raises(trainctl.StateError, match=r"not_imported_pkg\.fn.*import its module"):
         trainctl.Controller.from_state_dict(state)
     state = trainctl.Controller(trainctl.EarlyStopping()).state_dict()
     state["policies"][0]["config"]["type"] = "MyPolicy"
-    with pytest.raises(trainctl.StateError, match="'MyPolicy' is not known.*register_policy"):
+    with pytest.raises(trainctl.StateError, match=r"'MyPolicy' is not known.*register_policy"):
         trainctl.Controller.from_state_dict(state)
     with pytest.raises(ValueError, match="is a lambda or a closure"):
         trainctl.Controller(schedule=S.lambda_lr(0.1, lambda t: 1.0)).state_dict()
