@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import trainctl.storage as storage
 from trainctl.storage import (
     DEFAULT_MANIFEST_NAME,
+    LOCK_NAME,
     TEMP_PREFIX,
     CheckpointSaveError,
     CheckpointStore,
@@ -46,7 +47,13 @@ def open_store(directory: Path, **kwargs: Any) -> CheckpointStore:
 
 
 def files_in(directory: Path) -> set[str]:
-    return set(os.listdir(directory)) - {DEFAULT_MANIFEST_NAME}
+    """The checkpoint files (and anything else) beside the manifest and the writer's lock file."""
+    return set(os.listdir(directory)) - {DEFAULT_MANIFEST_NAME, LOCK_NAME}
+
+
+def listing(directory: Path) -> list[str]:
+    """Everything in ``directory`` but the lock file, which a writer's recover() creates."""
+    return sorted(set(os.listdir(directory)) - {LOCK_NAME})
 
 
 def strict_json(path: Path) -> Any:
@@ -364,7 +371,7 @@ def test_names_that_could_leave_the_directory_are_refused(
         store.save(name, called.append)
     assert repr(name)[:60].rstrip("'") in str(info.value)
     assert called == []
-    assert os.listdir(store.directory) == []
+    assert listing(store.directory) == []
 
 
 @pytest.mark.parametrize(
@@ -407,7 +414,7 @@ def test_bad_metrics_are_refused_before_io(
 ) -> None:
     with pytest.raises(TypeError, match=message):
         store.save("a", writer(b"x"), metrics=metrics)
-    assert os.listdir(store.directory) == []
+    assert listing(store.directory) == []
 
 
 @pytest.mark.parametrize(
@@ -425,7 +432,7 @@ def test_bad_state_is_refused_before_io(
 ) -> None:
     with pytest.raises(error, match=message):
         store.save("a", writer(b"x"), state=state)
-    assert os.listdir(store.directory) == []
+    assert listing(store.directory) == []
 
 
 # Failures of the writer and of the target ------------------------------------------------------
@@ -476,7 +483,7 @@ def test_writer_interrupt_propagates_unwrapped_and_cleans_up(store: CheckpointSt
 
     with pytest.raises(KeyboardInterrupt):
         store.save("a", interrupted)
-    assert os.listdir(store.directory) == []
+    assert listing(store.directory) == []
     store.save("a", writer(b"1"))
     assert [e.name for e in store.entries] == ["a"]
 
@@ -484,7 +491,7 @@ def test_writer_interrupt_propagates_unwrapped_and_cleans_up(store: CheckpointSt
 def test_writer_that_writes_nothing_is_an_error(store: CheckpointStore) -> None:
     with pytest.raises(CheckpointSaveError, match="did not create"):
         store.save("a", lambda path: None)
-    assert os.listdir(store.directory) == []
+    assert listing(store.directory) == []
 
 
 def test_writer_that_makes_a_directory_is_refused_and_cleaned(store: CheckpointStore) -> None:
@@ -494,7 +501,7 @@ def test_writer_that_makes_a_directory_is_refused_and_cleaned(store: CheckpointS
 
     with pytest.raises(CheckpointSaveError, match="one regular file"):
         store.save("model", make_dir)
-    assert os.listdir(store.directory) == []
+    assert listing(store.directory) == []
 
 
 def test_directory_at_target_path_is_a_clear_error(store: CheckpointStore) -> None:
@@ -510,7 +517,128 @@ def test_directory_at_target_path_is_a_clear_error(store: CheckpointStore) -> No
     assert not any(n.startswith(TEMP_PREFIX) for n in os.listdir(store.directory))
 
 
+# Errors name the path and the stage instead of escaping raw ----------------------------------
+
+
+def test_a_directory_in_place_of_the_manifest_is_a_clear_error(tmp_path: Path) -> None:
+    manifest = tmp_path / DEFAULT_MANIFEST_NAME
+    manifest.mkdir()
+    (manifest / "inside.txt").write_text("mine")
+    for read_only in (False, True):
+        with pytest.raises(CorruptManifestError, match="is a directory, not a file") as info:
+            CheckpointStore(tmp_path, read_only=read_only).recover()
+        assert info.value.path == manifest and info.value.stage == "reading the manifest"
+        assert str(manifest) in str(info.value)
+        assert "discard_corrupt_manifest=True" in str(info.value)  # what to do
+    with pytest.warns(CheckpointStoreWarning, match="directory"):
+        report = CheckpointStore(tmp_path).recover(discard_corrupt_manifest=True)
+    assert report.corrupt_manifest_moved_to is not None
+    assert (report.corrupt_manifest_moved_to / "inside.txt").read_text() == "mine"  # moved, kept
+
+
+@pytest.mark.parametrize("read_only", [False, True], ids=["writer", "reader"])
+def test_a_file_in_place_of_the_checkpoint_directory_is_a_clear_error(
+    tmp_path: Path, read_only: bool
+) -> None:
+    path = tmp_path / "ckpt"
+    path.write_text("not a directory")
+    with pytest.raises(CheckpointStoreError) as info:
+        CheckpointStore(path, read_only=read_only).recover()
+    err = info.value
+    assert err.path == path and err.stage == "opening the checkpoint directory"
+    assert f"{str(path)!r} exists but is not a directory" in str(err)
+    assert "choose another directory" in str(err)
+    assert path.read_text() == "not a directory"
+
+
+def test_a_file_in_the_way_of_creating_the_directory_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    target = tmp_path / "file" / "ckpt"
+    with pytest.raises(CheckpointStoreError) as info:
+        CheckpointStore(target).recover()
+    assert info.value.errno == errno.ENOTDIR and isinstance(info.value.__cause__, OSError)
+    assert info.value.path == target and str(target) in str(info.value)
+    assert info.value.stage == "opening the checkpoint directory"
+
+
+def _nested(levels: int) -> dict[str, Any]:
+    state: dict[str, Any] = {"leaf": 1.0}
+    for _ in range(levels - 1):
+        state = {"x": state}
+    return state
+
+
+@pytest.mark.parametrize(
+    "state",
+    [_nested(5000), _nested(101), {"x": [[[[]]]] * 2, "deep": [_nested(100)]}],
+    ids=["5000 levels", "101 levels", "lists"],
+)
+def test_deeply_nested_state_is_a_save_error_before_any_io(
+    store: CheckpointStore, state: dict[str, Any]
+) -> None:
+    called: list[Path] = []
+    with pytest.raises(CheckpointSaveError) as info:
+        store.save("a.ckpt", called.append, state=state)
+    err = info.value
+    final = store.directory / "a.ckpt"
+    assert err.stage == "checking the state for" and err.path == final
+    assert err.committed is False and err.name == "a.ckpt"
+    assert str(final) in str(err) and "nested more than 100 levels" in str(err)
+    assert "flatter state" in str(err)  # what to do
+    assert called == [] and listing(store.directory) == []
+
+
+def test_a_state_that_contains_itself_is_a_save_error(store: CheckpointStore) -> None:
+    looped: dict[str, Any] = {}
+    looped["self"] = looped
+    with pytest.raises(CheckpointSaveError, match="contains itself"):
+        store.save("a.ckpt", writer(b"1"), state=looped)
+
+
+def test_a_state_nested_100_levels_is_saved_and_read_back(store: CheckpointStore) -> None:
+    store.save("a.ckpt", writer(b"1"), state=_nested(100))
+    assert open_store(store.directory).load_state("a.ckpt") == _nested(100)
+
+
 # Recovery ----------------------------------------------------------------------------------------
+
+
+def test_recover_deletes_only_temporary_files_it_created_never_a_directory(
+    tmp_path: Path,
+) -> None:
+    store = open_store(tmp_path)
+    store.save("a", writer(b"1"))
+    user_dir = tmp_path / f"{TEMP_PREFIX}my-data"
+    user_dir.mkdir()
+    (user_dir / "important.txt").write_text("keep me")
+    look_alike = tmp_path / f"{TEMP_PREFIX}0123456789ab-b"  # the exact pattern, but a directory
+    look_alike.mkdir()
+    (look_alike / "x").write_text("keep")
+    (tmp_path / "target.txt").write_text("keep")
+    link = tmp_path / f"{TEMP_PREFIX}0123456789ac-c"
+    link.symlink_to(tmp_path / "target.txt")
+    not_ours = [  # names a store never makes
+        f"{TEMP_PREFIX}notes.txt",
+        f"{TEMP_PREFIX}abc-d",  # too few hex digits
+        f"{TEMP_PREFIX}0123456789AB-e",  # upper case
+        f"{TEMP_PREFIX}0123456789ab-",  # no name
+    ]
+    for name in not_ours:
+        (tmp_path / name).write_text("keep")
+    stray = tmp_path / f"{TEMP_PREFIX}0123456789ad-f"  # what a crashed save leaves
+    stray.write_bytes(b"torn")
+    report = CheckpointStore(tmp_path).recover()
+    assert report.removed_temp_files == (stray.name,) and not stray.exists()
+    assert set(report.unknown_files) == {
+        user_dir.name, look_alike.name, link.name, "target.txt", *not_ours
+    }
+    assert (user_dir / "important.txt").read_text() == "keep me"
+    assert (look_alike / "x").read_text() == "keep"
+    assert link.is_symlink() and (tmp_path / "target.txt").read_text() == "keep"
+    assert all((tmp_path / name).read_text() == "keep" for name in not_ours)
+    assert CheckpointStore(tmp_path).recover().removed_temp_files == ()  # stable
+
+
 
 
 def test_recover_removes_leftover_temporary_files(tmp_path: Path) -> None:
@@ -673,7 +801,7 @@ def test_discarding_a_corrupt_manifest_moves_it_aside_and_starts_empty(tmp_path:
     assert (tmp_path / "a").read_bytes() == b"1"  # nothing deleted
 
 
-def test_manifest_read_error_propagates_naming_the_file(
+def test_manifest_read_error_is_a_store_error_naming_the_file_and_stage(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _valid_doc(tmp_path)
@@ -685,22 +813,38 @@ def test_manifest_read_error_propagates_naming_the_file(
         return real_open(file, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", denied)
-    with pytest.raises(PermissionError, match=DEFAULT_MANIFEST_NAME):
+    with pytest.raises(CheckpointStoreError, match=DEFAULT_MANIFEST_NAME) as info:
         CheckpointStore(tmp_path).recover()
+    err = info.value
+    assert isinstance(err.__cause__, PermissionError) and err.errno == errno.EACCES
+    assert err.stage == "reading the manifest" and err.path == tmp_path / DEFAULT_MANIFEST_NAME
+    assert "reading the manifest" in str(err) and "read_only=True" in str(err)  # what to do
 
 
 def test_module_imports_only_the_standard_library() -> None:
+    """storage, and the two sibling modules it may import, use only the standard library."""
     import ast
     import sys
 
-    tree = ast.parse(Path(storage.__file__).read_text("utf-8"))
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            imported.add(node.module.split(".")[0])
+    package = Path(storage.__file__).parent
+    siblings = {"_names", "_state"}
+    pending, checked, imported = ["storage"], set(), set()
+    while pending:
+        module = pending.pop()
+        if module in checked:
+            continue
+        checked.add(module)
+        tree = ast.parse((package / f"{module}.py").read_text("utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 1 and node.module in siblings, (module, ast.unparse(node))
+                pending.append(node.module)
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+    assert checked <= {"storage", *siblings}
 
 
 # Property test: a retention rule against an in-memory model --------------------------------------

@@ -33,6 +33,7 @@ import pytest
 import trainctl.storage as storage
 from trainctl.storage import (
     DEFAULT_MANIFEST_NAME,
+    LOCK_NAME,
     TEMP_PREFIX,
     CheckpointSaveError,
     CheckpointStore,
@@ -250,7 +251,7 @@ def recovered_state(directory: Path, *, unknown_ok: tuple[str, ...] = ()) -> lis
         warnings.simplefilter("error")  # nothing listed may have gone missing
         report = store.recover()
     names = [e.name for e in store.entries]
-    on_disk = set(os.listdir(directory)) - {DEFAULT_MANIFEST_NAME}
+    on_disk = set(os.listdir(directory)) - {DEFAULT_MANIFEST_NAME, LOCK_NAME}
     assert not any(n.startswith(TEMP_PREFIX) for n in on_disk), on_disk
     assert on_disk - set(unknown_ok) == set(names), (on_disk, names)
     assert set(report.unknown_files) <= set(unknown_ok)
@@ -344,8 +345,15 @@ def test_a_failed_recovery_leaves_the_store_unusable_until_one_succeeds(
         SCENARIOS["save+delete"].action(store, ip.hook)
     fresh = CheckpointStore(tmp_path)
     failing = Fault(0, "before", lambda op, target: OSError(errno.EIO, "injected"))
-    with interposed(monkeypatch, Interposer(failing)), pytest.raises(OSError, match="injected"):
+    with (
+        interposed(monkeypatch, Interposer(failing)),
+        pytest.raises(CheckpointStoreError, match="injected") as info,
+    ):
         fresh.recover()  # rolling the interrupted save forward needs a manifest write
+    # the OS error is the cause; the message names the stage and the manifest
+    assert info.value.errno == errno.EIO and isinstance(info.value.__cause__, OSError)
+    assert info.value.stage == "settling the interrupted save of 'ckpt-3' recorded in"
+    assert str(tmp_path / DEFAULT_MANIFEST_NAME) in str(info.value)
     with pytest.raises(RuntimeError, match=r"call recover\(\)"):
         fresh.save("x", payload_writer("x", 0, None))
     report = fresh.recover()
@@ -465,6 +473,60 @@ def test_permission_denied_on_rename_keeps_the_last_good_checkpoint(
     assert recovered_state(tmp_path) == BEFORE
 
 
+# CheckpointSaveError.committed: True, False or None ---------------------------------------------
+
+_TMP_MANIFEST_WRITE = ("write", f"fd:{TEMP_PREFIX}*-{DEFAULT_MANIFEST_NAME}")
+_SAVE_OPS = OPERATIONS["save+delete"]
+_RENAME = _SAVE_OPS.index(SCENARIOS["save+delete"].commit_point)
+_INTENT_WRITE = _SAVE_OPS.index(_TMP_MANIFEST_WRITE)
+_TRASH_CLEARING_WRITE = len(_SAVE_OPS) - 1 - _SAVE_OPS[::-1].index(_TMP_MANIFEST_WRITE)
+
+
+@pytest.mark.parametrize(
+    ("index", "phase", "committed", "says"),
+    [
+        (_INTENT_WRITE, "before", False, "nothing was recorded"),
+        (_RENAME, "before", False, "the checkpoint was not recorded; repairing the manifest"),
+        (_RENAME, "after", None, "it is unknown whether the checkpoint is recorded"),
+        (_TRASH_CLEARING_WRITE, "before", True, "the checkpoint was recorded nonetheless"),
+    ],
+    ids=["intent-not-written", "rename-failed", "renamed-commit-unconfirmed", "committed"],
+)
+def test_committed_tells_the_truth_while_the_disk_stays_full(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    index: int,
+    phase: str,
+    committed: bool | None,
+    says: str,
+) -> None:
+    """From the failing operation on, every write fails (the disk is full), so the store cannot
+    repair its journal before raising; ``committed`` must still match what recovery does later."""
+    scenario = SCENARIOS["save+delete"]
+    setup(tmp_path)
+    store = CheckpointStore(tmp_path)
+    store.recover()
+    full = Fault(
+        index,
+        phase,
+        lambda op, target: OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+        persistent=("write",),
+    )
+    with (
+        interposed(monkeypatch, Interposer(full)) as interposer,
+        pytest.raises(CheckpointSaveError) as info,
+    ):
+        scenario.action(store, interposer.hook)
+    err = info.value
+    assert err.committed is committed
+    assert says in str(err) and "free disk space" in str(err)
+    # Space is back: recovery records the save exactly when `committed` did not say False (None:
+    # the rename had happened, so it is rolled forward).
+    expected = BEFORE if committed is False else scenario.after
+    assert [(e.name, store.load_state(e.name)["version"]) for e in store.entries] == expected
+    assert recovered_state(tmp_path) == expected
+
+
 # SIGKILL of a real process ----------------------------------------------------------------------
 
 STEPS, KEEP = 6, 3
@@ -507,7 +569,7 @@ def check_killed_run(directory: Path, log: Path) -> RecoveryReport:
         report = store.recover()
     assert report.unknown_files == ()
     names = [e.name for e in store.entries]
-    assert set(os.listdir(directory)) - {DEFAULT_MANIFEST_NAME} == set(names)
+    assert set(os.listdir(directory)) - {DEFAULT_MANIFEST_NAME, LOCK_NAME} == set(names)
     ops = []
     for entry in store.entries:
         content = store.path(entry.name).read_bytes()

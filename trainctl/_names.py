@@ -14,6 +14,7 @@ from typing import Final
 
 __all__ = [
     "DEFAULT_MANIFEST_NAME",
+    "LOCK_NAME",
     "MAX_NAME_BYTES",
     "TEMP_PREFIX",
     "check_checkpoint_name",
@@ -23,6 +24,9 @@ __all__ = [
 DEFAULT_MANIFEST_NAME: Final = "trainctl-manifest.json"
 #: Every temporary file the store creates starts with this prefix; checkpoint names may not.
 TEMP_PREFIX: Final = ".trainctl-tmp-"
+#: The writer's lock file inside every checkpoint directory (see ``trainctl.storage``); it is
+#: never a checkpoint, whatever the manifest's name.
+LOCK_NAME: Final = ".trainctl-lock"
 #: Characters of random hex in a temporary name (``.trainctl-tmp-<hex>-<name>``).
 TEMP_TOKEN_HEX: Final = 12
 _NAME_MAX: Final = 255  # bytes in one file name on common file systems
@@ -34,9 +38,10 @@ def name_problem(name: str, *, manifest_name: str | None = DEFAULT_MANIFEST_NAME
     """Why ``name`` cannot be a checkpoint file name, or ``None`` if it can.
 
     Refused: empty names, NUL, ``/`` or ``\\`` (no paths), ``.`` and ``..``, names starting with
-    the store's temporary prefix, names longer than :data:`MAX_NAME_BYTES` bytes, the manifest's
-    own name (and the names corrupt manifests are moved to), and on Windows ``:`` or a trailing
-    space or dot. ``manifest_name=None`` checks the manifest's own name.
+    the store's temporary prefix, the store's lock file :data:`LOCK_NAME` (compared without case,
+    as a case-insensitive file system would), names longer than :data:`MAX_NAME_BYTES` bytes, the
+    manifest's own name (and the names corrupt manifests are moved to), and on Windows ``:`` or a
+    trailing space or dot. ``manifest_name=None`` checks the manifest's own name.
     """
     if not name:
         return "must not be empty"
@@ -50,6 +55,8 @@ def name_problem(name: str, *, manifest_name: str | None = DEFAULT_MANIFEST_NAME
         return "must not contain ':' or end with a space or a dot on Windows"
     if name.startswith(TEMP_PREFIX):
         return f"must not start with {TEMP_PREFIX!r} (reserved for temporary files)"
+    if name.casefold() == LOCK_NAME.casefold():
+        return f"is reserved for the store's lock file {LOCK_NAME!r}"
     if len(os.fsencode(name)) > MAX_NAME_BYTES:
         return f"must be at most {MAX_NAME_BYTES} bytes long"
     if manifest_name is not None:
