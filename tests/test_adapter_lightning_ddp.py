@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from trainctl.storage import CheckpointStore
+from trainctl.storage import LOCK_NAME, CheckpointStore
 
 pytest.importorskip("lightning")
 
@@ -96,6 +96,10 @@ def test_rate_and_files_follow_rank_0(ranks: list[dict[str, Any]]) -> None:
     directory: Path = r0["directory"]
     store = CheckpointStore(directory)
     assert store.recover().clean
-    on_disk = {p.name for p in directory.iterdir() if not p.name.startswith("trainctl-")}
+    # the store's own files: the manifest and the writer's lock
+    on_disk = {
+        p.name for p in directory.iterdir()
+        if not p.name.startswith("trainctl-") and p.name != LOCK_NAME
+    }
     kept = {c["name"] for c in r0["controller"]["policies"][3]["state"]["kept"]}
     assert on_disk == kept == {e.name for e in store.entries} == {"3.ckpt", "5.ckpt"}

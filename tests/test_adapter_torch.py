@@ -431,3 +431,42 @@ def test_resuming_a_run_that_stopped_says_so(tmp_path: Path) -> None:
     )
     resumed = again.resume()
     assert resumed.stopped and resumed.epoch == 2 and again.controller.stopped
+
+
+def test_a_checkpoint_changed_on_disk_is_refused_on_resume_naming_it(tmp_path: Path) -> None:
+    from trainctl.storage import CheckpointCorruptError
+
+    loop = _ckpt_loop(tmp_path)
+    loop.step({"val_loss": 1.0})
+    loop.finish()
+    path = tmp_path / "epoch001.pt"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte flipped
+    path.write_bytes(bytes(data))
+    fresh = _ckpt_loop(tmp_path, model=_model(seed=4))
+    before = {k: v.clone() for k, v in fresh.model.state_dict().items()}
+    with pytest.raises(CheckpointCorruptError, match=r"epoch001\.pt"):
+        fresh.resume()
+    assert all(torch.equal(before[k], v) for k, v in fresh.model.state_dict().items())
+    assert fresh.controller.rounds == 0
+
+
+def test_a_checkpoint_of_another_optimizer_changes_nothing_before_it_is_refused(
+    tmp_path: Path,
+) -> None:
+    loop = _ckpt_loop(tmp_path)
+    _train_step(loop.model, loop.optimizer)
+    loop.step({"val_loss": 1.0})
+    model = _model(seed=5)
+    two_groups = _two_groups(model)
+    ctl = trainctl.Controller(
+        trainctl.EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True),
+        trainctl.CheckpointPolicy(monitor="val_loss", save_top_k=1, extension=".pt"),
+        lr=1e-3,
+    )
+    other = TorchController(ctl, model, two_groups, store=tmp_path)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointLoadError, match=r"another optimizer.*1 param group"):
+        other.resume()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert other.controller.rounds == 0

@@ -19,10 +19,12 @@ from ._policy import DECISION_FIELDS, Observation, Policy
 from ._rebuild import ExpressionError, parse_call, register_policy
 from ._state import StateError
 from .storage import (
+    CheckpointCorruptError,
     CheckpointEntry,
     CheckpointSaveError,
     CheckpointStore,
     CheckpointStoreError,
+    CheckpointStoreLockedError,
     CorruptManifestError,
     RecoveryReport,
 )
@@ -32,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DECISION_FIELDS",
     "EVENTS",
+    "CheckpointCorruptError",
     "CheckpointDecision",
     "CheckpointEntry",
     "CheckpointPolicy",
@@ -39,6 +42,7 @@ __all__ = [
     "CheckpointState",
     "CheckpointStore",
     "CheckpointStoreError",
+    "CheckpointStoreLockedError",
     "Comparison",
     "Controller",
     "ControllerStatistics",

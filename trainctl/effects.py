@@ -241,6 +241,13 @@ class EffectsRunner:
     def is_writer(self) -> bool:
         return bool(getattr(self.backend, "is_writer", True))
 
+    def close(self) -> None:
+        """Release the store (its writer lock); the next use opens it again."""
+        store = self._store
+        if store is not None and self._recovered:
+            store.close()
+            self._recovered = False
+
     def resumed_from(self, name: str | None) -> None:
         """Record the checkpoint the run resumed from (protected until the first new save)."""
         self._resumed = name
@@ -428,6 +435,15 @@ class EffectsRunner:
         best = self.best_entry()
         names = [e.name for e in store.entries if e.name != best]
         return names[-1] if names else None
+
+    def verified_path(self, name: str) -> Path:
+        """The file of checkpoint ``name``, its checksum checked first
+        (:class:`~trainctl.storage.CheckpointCorruptError` names the file if it changed)."""
+        store = self.store
+        if store is None:
+            raise ValueError("resuming needs a checkpoint store; give the adapter a directory")
+        store.verify(name)
+        return store.path(name)
 
     def where_to_start(self, name: str | None, extra: Any = None) -> Resume:
         """The :class:`Resume` record for the controller's (just loaded) progress."""

@@ -275,6 +275,7 @@ class ControllerCallback(pl.Callback):
             return self.runner.where_to_start(None)
         store = self.runner.store
         assert store is not None
+        self.runner.verified_path(name)  # a changed file is refused before Lightning reads it
         probe = self.controller.clone()
         probe.load_state_dict(store.load_state(name), strict=self.resume_strict)
         self.runner.resumed_from(name)
@@ -384,6 +385,7 @@ class ControllerCallback(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.runner.finish()
+        self.runner.close()  # the store's writer lock (a next fit opens it again)
 
     # -- rounds and decisions --------------------------------------------------------------------
 

@@ -547,7 +547,7 @@ class TorchController:
         """The end of training, whatever ended it: restores the best weights if a policy asks.
 
         Returns the controller's final :class:`trainctl.Decision` (``restore_best`` says whether
-        weights were restored).
+        weights were restored). The checkpoint store's writer lock is released.
         """
         if self._pending is not None and not self.distributed and self._resolve_pending():
             import warnings
@@ -557,7 +557,9 @@ class TorchController:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        return self.runner.finish()
+        end = self.runner.finish()
+        self.runner.close()  # the store's writer lock: released (using the store reopens it)
+        return end
 
     def _resolve_pending(self) -> bool:
         pending, self._pending = self._pending, None
@@ -716,8 +718,11 @@ class TorchController:
         if chosen is None:
             self.runner.resumed_from(None)
             return self.runner.where_to_start(None)
-        directory = self.runner._store.directory  # type: ignore[union-attr]  # chosen implies it
-        extra = self.load_checkpoint(directory / chosen)
+        if self.rank == 0:
+            path = self.runner.verified_path(chosen)  # a changed file is refused, named
+        else:
+            path = self.runner._store.directory / chosen  # type: ignore[union-attr]
+        extra = self.load_checkpoint(path)
         self.runner.resumed_from(chosen)
         return self.runner.where_to_start(chosen, extra)
 
