@@ -6,10 +6,18 @@ import json
 import math
 from typing import Any
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trainctl import Controller, EarlyStopping, ReduceLROnPlateau, TerminateOnNaN
+from trainctl import (
+    CheckpointPolicy,
+    Controller,
+    EarlyStopping,
+    ReduceLROnPlateau,
+    TerminateOnNaN,
+)
+from trainctl import schedules as S
 
 # Metric values with plateaus and exact ties: a small pool reused often, plus NaN and infinities.
 values = st.one_of(
@@ -123,3 +131,76 @@ def test_a_stop_is_final(
     if stopped:
         assert ctl.step({"val_loss": -100.0, "loss": 0.0}).stop
         assert ctl.lr == lr_at_stop  # no policy runs after a stop
+
+
+def _step_factor(t: int) -> float:
+    return 0.97 ** (t // 3)
+
+
+def _keras_halving(epoch: int, lr: float) -> float:
+    return lr * 0.5 if epoch % 4 == 3 else lr
+
+
+@st.composite
+def wider_recipes(draw: st.DrawFn) -> dict[str, Any]:
+    """Configurations users really write: numpy-typed numbers, no lr= (the adapter reports the
+    optimizer's rate each round), schedules on module-level functions, checkpoints."""
+    np_int, np_float = np.int64, np.float32
+    policies: list[Any] = [
+        EarlyStopping(
+            patience=np_int(draw(st.integers(0, 5))),
+            min_delta=np_float(draw(st.sampled_from([0.0, 0.01]))),
+            restore_best_weights=np.bool_(draw(st.booleans())),
+            rules=draw(st.sampled_from(["keras", "lightning", "huggingface"])),
+            mode="min",
+        ),
+        CheckpointPolicy(
+            "val_loss", mode="min", save_top_k=np_int(draw(st.integers(1, 3))),
+            keep_last_n=draw(st.sampled_from([None, 1])), filename="e{epoch}",
+        ),
+    ]
+    kind = draw(st.sampled_from(["reported", "lambda", "keras", "plain"]))
+    schedule = None
+    if kind == "lambda":
+        schedule = S.warmup(S.lambda_lr(np_float(0.1), _step_factor), np_int(3))
+    elif kind == "keras":
+        schedule = S.keras_recurrence(0.1, _keras_halving)
+    if schedule is not None and draw(st.booleans()):
+        policies.insert(0, ReduceLROnPlateau(patience=np_int(draw(st.integers(0, 3))),
+                                             factor=np_float(0.5), mode="min"))
+    return {"policies": policies, "schedule": schedule, "reported": kind == "reported",
+            "clock": draw(st.sampled_from(["optimizer_step", "round"]))}
+
+
+def build_wider(recipe: dict[str, Any]) -> Controller:
+    return Controller(*recipe["policies"], schedule=recipe["schedule"],
+                      schedule_clock=recipe["clock"])
+
+
+def drive(ctl: Controller, recipe: dict[str, Any], m: dict[str, float], i: int) -> Any:
+    ctl.optimizer_step()
+    ctl.optimizer_step()
+    # without lr=, an adapter reports what the optimizer holds (here: halving every 5 rounds)
+    lr = 0.1 * 0.5 ** (i // 5) if recipe["reported"] else None
+    d = ctl.step(m, lr=lr)
+    return (d.stop, d.lr, d.save, d.delete, d.explain())
+
+
+@given(recipe=wider_recipes(), stream=rounds, cut=st.integers(0, 40))
+def test_resume_in_every_configuration_makes_identical_decisions(
+    recipe: dict[str, Any], stream: list[dict[str, float]], cut: int
+) -> None:
+    cut = min(cut, len(stream))
+    uninterrupted = build_wider(recipe)
+    expected = [drive(uninterrupted, recipe, m, i) for i, m in enumerate(stream)]
+    first = build_wider(recipe)
+    for i, m in enumerate(stream[:cut]):
+        drive(first, recipe, m, i)
+    saved = json.loads(json.dumps(first.state_dict(), allow_nan=False))
+    resumed = build_wider(recipe)  # a fresh, identically built controller in "another process"
+    resumed.load_state_dict(saved)
+    rebuilt = Controller.from_state_dict(saved)  # and one rebuilt from the state alone
+    got = [drive(resumed, recipe, m, i) for i, m in enumerate(stream[cut:], cut)]
+    again = [drive(rebuilt, recipe, m, i) for i, m in enumerate(stream[cut:], cut)]
+    assert got == again == expected[cut:]
+    assert resumed.state_dict() == uninterrupted.state_dict()

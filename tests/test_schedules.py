@@ -89,7 +89,7 @@ def plain_schedules(draw: st.DrawFn) -> Schedule:
     if kind == 8:
         return S.linear(lr, draw(factors), draw(factors), draw(counts))
     if kind == 9:
-        return S.constant_factor(lr, draw(factors), draw(counts))
+        return S.constant_factor(lr, draw(st.floats(0.0, 1.0)), draw(counts))
     if kind == 10:
         return S.cosine(lr, draw(counts), lr * draw(st.floats(0, 1)))
     if kind == 11:
@@ -420,6 +420,17 @@ BAD = [
         lambda: S.constant_factor(0.1, total_steps=0),
         ValueError,
         "'total_steps' must be >= 1, got 0",
+    ),
+    (lambda: S.constant_factor(0.1, factor=2), ValueError, "'factor' must be <= 1.0, got 2.0"),
+    (
+        lambda: S.warmup_stable_decay(0.1, 10, 10, stable_steps=10, min_lr_ratio=2),
+        ValueError,
+        "'min_lr_ratio' must be <= 1.0, got 2.0",
+    ),
+    (
+        lambda: S.warmup_stable_decay(0.1, 10, 10, stable_steps=10, num_cycles=-3),
+        ValueError,
+        "'num_cycles' must be > 0.0, got -3.0",
     ),
     (lambda: S.cosine(0.1, 10, final_lr=-1e-3), ValueError, "'final_lr' must be >= 0, got -0.001"),
     (

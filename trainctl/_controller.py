@@ -73,7 +73,7 @@ from ._decisions import (
 )
 from ._policy import _DECLARED as _FIELDS
 from ._policy import Clock, Observation, decision_fields, make_observation
-from ._rates import group_rate, reduced_rate, scheduled_rate
+from ._rates import group_rate, reduced_rate, schedule_rate, scheduled_rate
 from ._state import StateError, decode_float
 from ._validation import check_finite, check_int
 
@@ -727,12 +727,7 @@ class Controller:
     def _plain_rates(self, t: int) -> tuple[float, ...]:
         sched, base = self._schedule, self._base_lr
         assert sched is not None and base is not None
-        value = sched(t)
-        if not (value >= 0.0 and math.isfinite(value)):  # NaN fails both
-            raise ValueError(
-                f"the schedule {sched!r} gives the rate {value!r} at step {t}; a learning rate "
-                "must be finite and >= 0"
-            )
+        value = schedule_rate(sched, t)
         ref = sched.base_lr
         return tuple(group_rate(b, value, ref) for b in _as_tuple(base))
 

@@ -3,6 +3,8 @@
 =========================================  ===================================================
 rule                                       used by
 =========================================  ===================================================
+:func:`schedule_rate`                      the Controller and ``ScheduleLR``: ``s(t)``, refused
+                                           if negative or not finite
 :func:`group_rate`                         the Controller's schedule and ``ScheduleLR`` (torch
 ``value if base == ref``                   ``LambdaLR``'s expression for a group with its own
 ``else base * (value / ref)``              base rate; a group at the schedule's base rate runs
@@ -16,7 +18,22 @@ rule                                       used by
 
 from __future__ import annotations
 
-__all__ = ["group_rate", "reduced_rate", "scheduled_rate"]
+import math
+from typing import Any
+
+__all__ = ["group_rate", "reduced_rate", "schedule_rate", "scheduled_rate"]
+
+
+def schedule_rate(schedule: Any, t: int) -> float:
+    """``schedule(t)``, refused before it becomes a rate if it is negative or not finite (a user
+    function such as ``lambda_lr(0.1, lambda t: 1 - t)`` can give either)."""
+    value = float(schedule(t))
+    if not (value >= 0.0 and math.isfinite(value)):  # NaN fails both
+        raise ValueError(
+            f"the schedule {schedule!r} gives the rate {value!r} at step {t}; a learning rate "
+            "must be finite and >= 0"
+        )
+    return value
 
 
 def group_rate(base: float, value: float, reference: float) -> float:

@@ -110,7 +110,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau as _TorchReduceLROnPlatea
 
 import trainctl
 from trainctl import Observation, PlateauDecision, PlateauState
-from trainctl._rates import group_rate, reduced_rate
+from trainctl._rates import group_rate, reduced_rate, schedule_rate
 from trainctl.schedules import Schedule
 
 __all__ = ["ReduceLROnPlateau", "ScheduleLR"]
@@ -487,7 +487,7 @@ class ScheduleLR(LRScheduler):
         return self._get_closed_form_lr()
 
     def _get_closed_form_lr(self) -> list[float | Tensor]:
-        value = self.schedule(self.last_epoch)
+        value = schedule_rate(self.schedule, self.last_epoch)  # refused if < 0 or not finite
         reference = self._reference
         return [group_rate(float(base), value, reference) for base in self.base_lrs]
 

@@ -14,7 +14,7 @@ from typing import ClassVar
 import attrs
 import numpy as np
 
-from trainctl._validation import check_finite, check_one_of
+from trainctl._validation import check_finite, check_gt, check_le, check_one_of
 
 from . import _checks
 from ._base import FloatArray, IntArray, Schedule, as_float_array
@@ -467,9 +467,11 @@ def constant_factor(lr: float, factor: float = 1.0 / 3, total_steps: int = 5) ->
     >>> [s(t) for t in range(4)]
     [0.025, 0.025, 0.05, 0.05]
     """
+    f = _checks.nonneg("factor", factor)
+    check_le("factor", f, 1.0)  # torch's ConstantLR: between 0 and 1
     return _ConstantFactor(
         lr=_checks.rate("lr", lr),
-        factor=_checks.nonneg("factor", factor),
+        factor=f,
         total_steps=_checks.count("total_steps", total_steps, 1),
     )
 
@@ -698,6 +700,9 @@ def warmup_stable_decay(
     check_one_of("warmup_type", warmup_type, _WSD_SHAPES)
     check_one_of("decay_type", decay_type, _WSD_SHAPES)
     ratio = _checks.nonneg("min_lr_ratio", min_lr_ratio)
+    check_le("min_lr_ratio", ratio, 1.0)  # a floor above the peak is no decay
+    cycles = check_finite("num_cycles", num_cycles)
+    check_gt("num_cycles", cycles, 0.0)
     return _WarmupStableDecay(
         lr=_checks.rate("lr", lr),
         warmup_steps=warm,
@@ -706,5 +711,5 @@ def warmup_stable_decay(
         warmup_type=warmup_type,
         decay_type=decay_type,
         min_lr_ratio=ratio,
-        num_cycles=check_finite("num_cycles", num_cycles),
+        num_cycles=cycles,
     )
