@@ -15,7 +15,8 @@ mods = [m.name for m in pkgutil.walk_packages(trainctl.__path__, "trainctl.")
         if ".adapters" not in m.name]
 for m in mods:
     importlib.import_module(m)
-heavy = ("torch", "keras", "lightning", "pytorch_lightning", "tensorflow", "jax", "matplotlib")
+heavy = ("torch", "keras", "lightning", "pytorch_lightning", "tensorflow", "jax", "matplotlib",
+         "transformers", "accelerate", "tensorboard", "sklearn")
 bad = sorted(k for k in sys.modules if k.split(".")[0] in heavy)
 print(len(mods), ",".join(bad))
 """
