@@ -572,3 +572,18 @@ def test_a_scheduler_from_configure_optimizers_is_refused_at_train_start() -> No
     ctl = trainctl.Controller(trainctl.ReduceLROnPlateau("val_loss", patience=1), lr=0.01)
     with pytest.raises(ValueError, match=r"StepLR.*hand the schedule to trainctl"):
         fit(WithScheduler(RESUME_STREAM), [ControllerCallback(ctl)], 2)
+
+
+def test_a_controller_without_lr_resumes_through_ckpt_path(tmp_path: Path) -> None:
+    # the optimizer's rate is read back each round and saved: state, not configuration
+    def make() -> trainctl.Controller:
+        return trainctl.Controller(
+            trainctl.EarlyStopping("val_loss", patience=5, rules="lightning"),
+            trainctl.CheckpointPolicy("val_loss", save_top_k=1, save_last=True, extension=".ckpt"),
+        )
+
+    fit(Scripted(RESUME_STREAM), [ControllerCallback(make(), dirpath=tmp_path)], 2)
+    cb = ControllerCallback(make(), dirpath=tmp_path)
+    resumed = cb.resume()
+    fit(Scripted(RESUME_STREAM), [cb], 4, ckpt_path=str(resumed.path))
+    assert cb.controller.rounds == 4 and cb.controller.lr == pytest.approx(0.05)

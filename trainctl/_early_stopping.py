@@ -520,10 +520,10 @@ class EarlyStopping:
         best = state.best
         ref = self._worst if best is None else best
         better = bool(self.monitoring.beyond(v, ref))  # the Trainer's best_metric: no threshold
-        if best is None or (better and abs(v - ref) > abs(self.min_delta)):
-            wait = 0  # the callback's counter resets only on an improvement beyond the threshold
-        else:
-            wait = state.wait + 1
+        # the callback's counter resets only on an improvement beyond the threshold (its sign
+        # as given: a negative one resets on every strict improvement)
+        beyond = best is None or (better and abs(v - ref) > self.min_delta)
+        wait = 0 if beyond else state.wait + 1
         new = state._replace(
             best=v if better else ref, best_epoch=epoch if better else state.best_epoch, wait=wait
         )

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._decisions import Decision
+from .storage import atomic_write
 
 __all__ = ["LOG_FORMAT", "DecisionLog", "LogError", "read_log"]
 
@@ -196,23 +197,17 @@ class DecisionLog:
         f.flush()
 
     def _rewrite(self, body: list[dict[str, Any]]) -> None:
-        """Write header + ``body`` to a temporary file and rename it over the log."""
+        """Replace the log with header + ``body``, atomically."""
         self.close()
+        if self.format == "csv":
+            self._widen_rows([_csv_row(r) for r in body])
+            return
+        records = ([self._header] if self._header else []) + body
+        text = "".join(
+            json.dumps(r, allow_nan=False, separators=(",", ":")) + "\n" for r in records
+        )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(temp, "w", encoding="utf-8", newline="") as f:
-            if self.format == "csv":
-                rows = [_csv_row(r) for r in body]
-                self._columns = _columns_for(rows)
-                f.write(_csv_line(self._columns, {c: c for c in self._columns}))
-                for row in rows:
-                    f.write(_csv_line(self._columns, row))
-            else:
-                for record in ([self._header] if self._header else []) + body:
-                    f.write(json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, self.path)
+        atomic_write(self.path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
     def _widen(self, new_rows: list[dict[str, Any]]) -> None:
         rows = list(_csv_rows(self.path)) if self.path.exists() else []
@@ -220,16 +215,13 @@ class DecisionLog:
         self._widen_rows(rows + new_rows)
 
     def _widen_rows(self, rows: list[dict[str, Any]]) -> None:
-        """Rewrite the table with ``rows`` and every column they use."""
-        self._columns = _columns_for(rows)
-        temp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(temp, "w", encoding="utf-8", newline="") as f:
-            f.write(_csv_line(self._columns, {c: c for c in self._columns}))
-            for row in rows:
-                f.write(_csv_line(self._columns, row))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, self.path)
+        """Rewrite the table, atomically, with ``rows`` and every column they use."""
+        columns = self._columns = _columns_for(rows)
+        text = _csv_line(columns, {c: c for c in columns}) + "".join(
+            _csv_line(columns, row) for row in rows
+        )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
 
 # -- reading --------------------------------------------------------------------------------------

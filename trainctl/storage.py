@@ -211,6 +211,8 @@ __all__ = [
     "CheckpointStoreWarning",
     "CorruptManifestError",
     "RecoveryReport",
+    "atomic_write",
+    "fsync_dir",
 ]
 
 
@@ -733,6 +735,34 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a directory's entries (a rename, a new file) durable (no-op on Windows)."""
+    _fsync_dir(Path(path))
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> None:
+    """Replace the file ``path`` so that a crash leaves the old file or the new one, never a mix:
+    ``write(temp)`` to a temporary name in the same directory (it ends with ``path``'s name, so
+    suffix checks pass), fsync it, ``os.replace`` it onto ``path``, fsync the directory. The
+    manifest's own steps W1-W4, for files that are not checkpoints (a decision log, a file
+    beside a framework's checkpoint). If ``write`` raises, the temporary file is removed and
+    ``path`` is untouched."""
+    target = Path(path)
+    temp = target.with_name(_temp_name(target.name))
+    try:
+        write(temp)
+        fd = os.open(temp, os.O_RDWR if os.name == "nt" else os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, target)
+    except BaseException:
+        _discard_own_temp(temp)
+        raise
+    _fsync_dir(target.parent)
 
 
 def _temp_name(final_name: str) -> str:
