@@ -40,7 +40,7 @@ def main(directory: str) -> None:
         trainctl.CheckpointPolicy("val_loss", save_top_k=2, save_last=True,
                                   filename="epoch{epoch:03d}-{val_loss:.4f}",
                                   extension=".weights.h5"),
-        schedule=schedules.warmup(schedules.cosine(1e-2, total_steps=steps), warmup_steps=16),
+        schedule=schedules.warmup_cosine(1e-2, total_steps=steps, warmup_steps=16),
     )
     callback = ControllerCallback(ctl, store=directory, verbose=1)
     resumed = callback.resume(model)  # nothing to resume the first time

@@ -55,8 +55,8 @@ def make_data(seed: int = 0) -> tuple[torch.Tensor, ...]:
 
 def make_controller(steps_per_epoch: int) -> trainctl.Controller:
     total = EPOCHS * steps_per_epoch
-    schedule = trainctl.schedules.warmup(
-        trainctl.schedules.cosine(BASE_LR, total, final_lr=BASE_LR / 100), steps_per_epoch * 3
+    schedule = trainctl.schedules.warmup_cosine(  # total_steps counts the warmup
+        BASE_LR, total, warmup_steps=steps_per_epoch * 3, final_lr=BASE_LR / 100
     )
     return trainctl.Controller(
         trainctl.TerminateOnNaN(monitor="loss"),

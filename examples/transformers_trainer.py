@@ -97,8 +97,8 @@ def make_controller(total_steps: int) -> trainctl.Controller:
         trainctl.EarlyStopping("eval_loss", patience=5, restore_best_weights=True),
         trainctl.CheckpointPolicy("eval_loss", save_top_k=2, save_last=True,
                                   filename="checkpoint-{step}"),
-        schedule=schedules.warmup(
-            schedules.cosine(BASE_LR, total_steps, final_lr=BASE_LR / 20), warmup_steps=8
+        schedule=schedules.warmup_cosine(
+            BASE_LR, total_steps, warmup_steps=8, final_lr=BASE_LR / 20
         ),
     )
 

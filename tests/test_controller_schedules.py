@@ -62,6 +62,8 @@ CATALOGUE = [
                                           decay_steps=300),
     lambda: schedules.constant(0.1),
     lambda: schedules.lambda_lr(0.1, _halving),
+    lambda: schedules.warmup_cosine(0.1, total_steps=1000, warmup_steps=100, final_lr=1e-3),
+    lambda: schedules.warmup_linear(0.1, total_steps=900, warmup_steps=50, start_lr=1e-3),
 ]
 
 

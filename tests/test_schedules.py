@@ -64,7 +64,7 @@ def _one_cycle(draw: st.DrawFn) -> Schedule:
 @st.composite
 def plain_schedules(draw: st.DrawFn) -> Schedule:
     """Every closed-form factory with random valid parameters (one_cycle: steps <= total)."""
-    kind = draw(st.integers(0, 17))
+    kind = draw(st.integers(0, 19))
     lr = draw(rates)
     if kind == 0:
         return S.constant(lr)
@@ -124,7 +124,17 @@ def plain_schedules(draw: st.DrawFn) -> Schedule:
             min_lr_ratio=draw(st.floats(0, 1)),
             num_cycles=draw(st.floats(0.1, 2.0)),
         )
-    if kind == 16:
+    if kind in (16, 17):
+        factory = S.warmup_cosine if kind == 16 else S.warmup_linear
+        warm = draw(st.integers(0, 300))
+        return factory(
+            lr,
+            warm + draw(st.integers(1, 500)),
+            warm,
+            final_lr=lr * draw(st.floats(0, 1)),
+            start_lr=lr * draw(st.floats(0, 1)),
+        )
+    if kind == 18:
         return S.keras_recurrence(lr, _every_third_epoch)
     return S.lambda_lr(lr, _halving, vectorized=draw(st.booleans()))
 
@@ -330,6 +340,45 @@ def test_inverse_sqrt_and_wsd_formulas() -> None:
     assert w.stable_steps == 70  # type: ignore[attr-defined]
     assert w(0) == pytest.approx(0.1) and w(10) == 1.0 and w(79) == 1.0
     assert w(90) == pytest.approx(0.55) and w(100) == pytest.approx(0.1) and w(10**6) == 0.1
+
+
+@settings(max_examples=150, deadline=None)
+@given(rates, st.integers(0, 300), st.integers(1, 500), st.floats(0, 1), st.floats(0, 1))
+def test_one_call_warmups_end_on_time(
+    lr: float, warm: int, decay: int, final: float, start: float
+) -> None:
+    """``total_steps`` counts the warmup: the peak at ``warmup_steps``, ``final_lr`` at
+    ``total_steps`` and after, and the two-call form with the inner schedule shortened by the
+    warmup is the same curve."""
+    total = warm + decay
+    final_lr, start_lr = lr * final, lr * start
+    c = S.warmup_cosine(lr, total, warm, final_lr=final_lr, start_lr=start_lr)
+    lin = S.warmup_linear(lr, total, warm, final_lr=final_lr, start_lr=start_lr)
+    for s in (c, lin):
+        assert s.base_lr == lr
+        assert s(warm) == pytest.approx(lr, rel=1e-12)
+        assert s(total) == pytest.approx(final_lr, rel=1e-12, abs=1e-15 * lr)
+        assert s(total + 1) == s(total) == s(total + 10**6)
+        if warm:
+            assert s(0) == start_lr
+    steps = np.arange(total + 20)
+    two_call_cosine = S.warmup(S.cosine(lr, decay, final_lr), warm, start_lr)
+    _close(c(steps), two_call_cosine(steps), c)
+    two_call_linear = S.warmup(S.polynomial(lr, decay, final_lr, power=1.0), warm, start_lr)
+    _close(lin(steps), two_call_linear(steps), lin)
+
+
+def test_one_call_warmups_refuse_a_total_inside_the_warmup() -> None:
+    for factory in (S.warmup_cosine, S.warmup_linear):
+        with pytest.raises(
+            ValueError,
+            match=r"'total_steps' must be > warmup_steps = 10 .*counts the warmup.*got 10",
+        ):
+            factory(0.1, 10, 10)
+        with pytest.raises(ValueError, match=r"'warmup_steps' must be >= 0, got -1"):
+            factory(0.1, 10, -1)
+        with pytest.raises(ValueError, match=r"'final_lr' must be >= 0"):
+            factory(0.1, 10, 1, final_lr=-1.0)
 
 
 def test_per_group_rates_scale_from_base_lr() -> None:

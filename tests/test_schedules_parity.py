@@ -11,8 +11,9 @@ Keras: each ``keras.optimizers.schedules`` object gets its initial rate as a flo
 evaluated at the same steps. See ``test_keras_schedules_float32`` for the schedules that Keras
 computes in float32 on the torch backend whatever the rate's dtype.
 
-Hugging Face: ``transformers`` is not a dependency; its schedule lambdas are copied verbatim below
-(from ``src/transformers/optimization.py``) and driven through torch's ``LambdaLR``.
+Hugging Face: the real ``transformers.optimization`` functions, each a torch ``LambdaLR``, driven
+the same way. optax: its schedule functions evaluated in float64 (``jax.enable_x64``). Each
+section is skipped where its framework is not installed (the dev install has them all).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import math
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -488,85 +488,22 @@ def test_torch_polynomial_lr_test_suite_case() -> None:
 
 
 # Hugging Face -------------------------------------------------------------------------------
-# Copied verbatim from huggingface/transformers src/transformers/optimization.py.
+# The real functions from transformers.optimization: each returns a torch LambdaLR.
 
 
-def _get_inverse_sqrt_schedule_lr_lambda(
-    current_step: int, *, num_warmup_steps: int, timescale: int | None = None
-) -> float:
-    if current_step < num_warmup_steps:
-        return float(current_step) / float(max(1, num_warmup_steps))
-    shift = timescale - num_warmup_steps  # type: ignore[operator]
-    decay = 1.0 / math.sqrt((current_step + shift) / timescale)  # type: ignore[operator]
-    return decay
-
-
-def _get_cosine_schedule_with_warmup_lr_lambda(
-    current_step: int, *, num_warmup_steps: int, num_training_steps: int, num_cycles: float
-) -> float:
-    if current_step < num_warmup_steps:
-        return float(current_step) / float(max(1, num_warmup_steps))
-    progress = float(current_step - num_warmup_steps) / float(
-        max(1, num_training_steps - num_warmup_steps)
-    )
-    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * float(num_cycles) * 2.0 * progress)))
-
-
-def _get_wsd_scheduler_lambda(
-    current_step: int,
-    *,
-    num_warmup_steps: int,
-    num_stable_steps: int,
-    num_decay_steps: int,
-    warmup_type: str,
-    decay_type: str,
-    min_lr_ratio: float,
-    num_cycles: float,
-) -> float:
-    if current_step < num_warmup_steps:
-        progress = float(current_step) / float(max(1, num_warmup_steps))
-        if warmup_type == "linear":
-            factor = progress
-        elif warmup_type == "cosine":
-            factor = 0.5 * (1.0 - math.cos(math.pi * progress))
-        elif warmup_type == "1-sqrt":
-            factor = 1.0 - math.sqrt(1.0 - progress)
-        factor = factor * (1.0 - min_lr_ratio) + min_lr_ratio
-        return max(0.0, factor)
-
-    if current_step < num_warmup_steps + num_stable_steps:
-        return 1.0
-
-    if current_step < num_warmup_steps + num_stable_steps + num_decay_steps:
-        progress = float(current_step - num_warmup_steps - num_stable_steps) / float(
-            max(1, num_decay_steps)
-        )
-        if decay_type == "linear":
-            factor = 1.0 - progress
-        elif decay_type == "cosine":
-            factor = 0.5 * (1.0 + math.cos(math.pi * float(num_cycles) * 2.0 * progress))
-        elif decay_type == "1-sqrt":
-            factor = 1.0 - math.sqrt(progress)
-        factor = factor * (1.0 - min_lr_ratio) + min_lr_ratio
-        return max(0.0, factor)
-    return min_lr_ratio
+@pytest.fixture(scope="module")
+def hf() -> Any:
+    return pytest.importorskip("transformers.optimization")
 
 
 @pytest.mark.parametrize(("warmup_steps", "timescale"), [(100, None), (50, 400), (1, 7)])
-def test_hugging_face_inverse_sqrt(warmup_steps: int, timescale: int | None) -> None:
-    hf_timescale = timescale if timescale is not None else (warmup_steps or 10_000)
-    fn = partial(
-        _get_inverse_sqrt_schedule_lr_lambda,
-        num_warmup_steps=warmup_steps,
-        timescale=hf_timescale,
-    )
-    live, _ = drive(lambda o: L.LambdaLR(o, fn))
+def test_hugging_face_inverse_sqrt(hf: Any, warmup_steps: int, timescale: int | None) -> None:
+    live, _ = drive(lambda o: hf.get_inverse_sqrt_schedule(o, warmup_steps, timescale))
     assert_rel(per_group(S.inverse_sqrt(1.0, warmup_steps, timescale), GROUP_LRS), live)
 
 
-def test_hugging_face_inverse_sqrt_without_warmup_uses_timescale_10000() -> None:
-    fn = partial(_get_inverse_sqrt_schedule_lr_lambda, num_warmup_steps=0, timescale=10_000)
-    live, _ = drive(lambda o: L.LambdaLR(o, fn))
+def test_hugging_face_inverse_sqrt_without_warmup_uses_timescale_10000(hf: Any) -> None:
+    live, _ = drive(lambda o: hf.get_inverse_sqrt_schedule(o, 0))
     s = S.inverse_sqrt(0.1, 0)
     assert s.timescale == 10_000  # type: ignore[attr-defined]
     assert_rel(per_group(s, GROUP_LRS), live)
@@ -583,6 +520,7 @@ def test_hugging_face_inverse_sqrt_without_warmup_uses_timescale_10000() -> None
     ],
 )
 def test_hugging_face_warmup_stable_decay(
+    hf: Any,
     warmup: int,
     stable: int,
     decay: int,
@@ -591,22 +529,23 @@ def test_hugging_face_warmup_stable_decay(
     ratio: float,
     cycles: float,
 ) -> None:
-    fn = partial(
-        _get_wsd_scheduler_lambda,
-        num_warmup_steps=warmup,
-        num_stable_steps=stable,
-        num_decay_steps=decay,
-        warmup_type=warmup_type,
-        decay_type=decay_type,
-        min_lr_ratio=ratio,
-        num_cycles=cycles,
+    live, _ = drive(
+        lambda o: hf.get_wsd_schedule(
+            o,
+            num_warmup_steps=warmup,
+            num_decay_steps=decay,
+            num_training_steps=warmup + stable + decay,  # Hugging Face derives the stable part
+            warmup_type=warmup_type,
+            decay_type=decay_type,
+            min_lr_ratio=ratio,
+            num_cycles=cycles,
+        )
     )
-    live, _ = drive(lambda o: L.LambdaLR(o, fn))
     s = S.warmup_stable_decay(
         0.1,
         warmup,
         decay,
-        total_steps=warmup + stable + decay,  # Hugging Face derives stable from the total
+        total_steps=warmup + stable + decay,
         warmup_type=warmup_type,
         decay_type=decay_type,
         min_lr_ratio=ratio,
@@ -615,20 +554,99 @@ def test_hugging_face_warmup_stable_decay(
     assert_rel(per_group(s, GROUP_LRS), live)
 
 
-@pytest.mark.parametrize(("warmup_steps", "total"), [(100, 1000), (1, 500), (250, 1000)])
-def test_hugging_face_cosine_with_warmup_is_warmup_of_cosine(warmup_steps: int, total: int) -> None:
-    fn = partial(
-        _get_cosine_schedule_with_warmup_lr_lambda,
-        num_warmup_steps=warmup_steps,
-        num_training_steps=total,
-        num_cycles=0.5,
+WARMUP_TOTALS = [(100, 1000), (1, 500), (250, 1000), (0, 300), (999, 1000)]
+
+
+@pytest.mark.parametrize(("warmup_steps", "total"), WARMUP_TOTALS)
+def test_hugging_face_cosine_with_warmup(hf: Any, warmup_steps: int, total: int) -> None:
+    """``warmup_cosine`` is Hugging Face's curve bit for bit on [0, T] (its total counts the
+    warmup); past T Hugging Face's cosine rises again, trainctl's holds at ``final_lr``."""
+    n = total + 1
+    live, _ = drive(lambda o: hf.get_cosine_schedule_with_warmup(o, warmup_steps, total), n=n)
+    s = S.warmup_cosine(GROUP_LRS[0], total, warmup_steps)
+    steps = np.arange(n)
+    # the group whose base is the schedule's: bit for bit, on the scalar and the array paths
+    np.testing.assert_array_equal([s(int(t)) for t in steps], live[:, 0])
+    np.testing.assert_array_equal(s(steps), live[:, 0])
+    assert_rel(per_group(s, GROUP_LRS, n), live)
+    assert s(total) == 0.0 and s(total + 50) == 0.0
+    # The two-call form, with the inner schedule shortened by the warmup, is the same curve.
+    two_call = per_group(S.warmup(S.cosine(0.1, total - warmup_steps), warmup_steps), GROUP_LRS, n)
+    np.testing.assert_allclose(two_call, live, rtol=RTOL, atol=1e-15)
+
+
+@pytest.mark.parametrize(("warmup_steps", "total"), WARMUP_TOTALS)
+def test_hugging_face_linear_with_warmup(hf: Any, warmup_steps: int, total: int) -> None:
+    n = total + 50  # past the end too: both hold 0
+    live, _ = drive(lambda o: hf.get_linear_schedule_with_warmup(o, warmup_steps, total), n=n)
+    s = S.warmup_linear(GROUP_LRS[0], total, warmup_steps)
+    steps = np.arange(n)
+    np.testing.assert_array_equal([s(int(t)) for t in steps], live[:, 0])
+    np.testing.assert_array_equal(s(steps), live[:, 0])
+    assert_rel(per_group(s, GROUP_LRS, n), live)
+
+
+@pytest.mark.parametrize(("min_lr", "min_lr_rate"), [(1e-3, None), (None, 0.05)])
+def test_hugging_face_cosine_with_min_lr(
+    hf: Any, min_lr: float | None, min_lr_rate: float | None
+) -> None:
+    warmup_steps, total = 100, 1000
+    live, _ = drive(
+        lambda o: hf.get_cosine_with_min_lr_schedule_with_warmup(
+            o, warmup_steps, total, min_lr=min_lr, min_lr_rate=min_lr_rate
+        ),
+        group_lrs=(0.1,),
+        n=total + 1,
     )
-    live, _ = drive(lambda o: L.LambdaLR(o, fn), n=total + 1)
-    s = S.warmup(S.cosine(0.1, total - warmup_steps), warmup_steps)
-    ours = per_group(s, GROUP_LRS, total + 1)
-    # Hugging Face computes 0.5 * (1 + cos(pi * p)) * lr and trainctl (lr * (1 + cos(pi * p))) / 2:
-    # equal up to rounding, which matters only relative to values near zero at the very end.
-    np.testing.assert_allclose(ours, live, rtol=RTOL, atol=1e-15)
+    floor = min_lr if min_lr is not None else 0.1 * min_lr_rate  # type: ignore[operator]
+    s = S.warmup_cosine(0.1, total, warmup_steps, final_lr=floor)
+    np.testing.assert_allclose(s(np.arange(total + 1)), live[:, 0], rtol=1e-12, atol=1e-17)
+
+
+# optax --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def optax() -> Any:
+    pytest.importorskip("jax")
+    return pytest.importorskip("optax")
+
+
+@pytest.mark.parametrize(
+    ("init", "peak", "warmup_steps", "decay_steps", "end"),
+    [(0.0, 0.1, 100, 1000, 0.0), (1e-4, 3e-4, 50, 400, 1e-5), (0.0, 1.0, 0, 300, 0.2)],
+)
+def test_optax_warmup_cosine_decay(
+    optax: Any, init: float, peak: float, warmup_steps: int, decay_steps: int, end: float
+) -> None:
+    """optax's ``decay_steps`` counts the warmup, as ``warmup_cosine``'s ``total_steps`` does.
+    optax is evaluated in float64 (``jax.enable_x64``) so that rounding, not float32, is the gap."""
+    import jax
+
+    steps = np.arange(decay_steps + 100)
+    with jax.enable_x64(True):
+        theirs = np.asarray(
+            optax.warmup_cosine_decay_schedule(init, peak, warmup_steps, decay_steps, end)(steps)
+        )
+    assert theirs.dtype == np.float64
+    ours = S.warmup_cosine(peak, decay_steps, warmup_steps, final_lr=end, start_lr=init)(steps)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-16)
+
+
+def test_optax_linear_warmup_then_linear_decay(optax: Any) -> None:
+    import jax
+
+    warm, decay, init, peak, end = 80, 420, 1e-5, 2e-3, 1e-4
+    steps = np.arange(warm + decay + 100)
+    with jax.enable_x64(True):
+        theirs = np.asarray(
+            optax.join_schedules(
+                [optax.linear_schedule(init, peak, warm), optax.linear_schedule(peak, end, decay)],
+                [warm],
+            )(steps)
+        )
+    ours = S.warmup_linear(peak, warm + decay, warm, final_lr=end, start_lr=init)(steps)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-16)
 
 
 # Keras --------------------------------------------------------------------------------------

@@ -6,10 +6,14 @@ reference rate for param groups (``group_lr(t) = group_base_lr * s(t) / s.base_l
 ``LambdaLR``'s rule), and ``repr(s)`` is the call that rebuilds it. Each factory's docstring gives
 its formula and the framework class it mirrors (torch, Keras, Hugging Face).
 
->>> from trainctl.schedules import cosine, warmup
->>> s = warmup(cosine(0.1, total_steps=900), warmup_steps=100)
+>>> from trainctl.schedules import warmup_cosine
+>>> s = warmup_cosine(0.1, total_steps=1000, warmup_steps=100)
 >>> s(0), s(50), s(100), s(1000)
 (0.0, 0.05, 0.1, 0.0)
+
+``total_steps`` always means the whole run, warmup included, in the one-call forms
+(``warmup_cosine``, ``warmup_linear``, ``warmup_stable_decay``). :func:`warmup` instead shifts the
+schedule it wraps: ``warmup(cosine(lr, T - W), W)`` is ``warmup_cosine(lr, T, W)``.
 
 Importing this package imports only the standard library, attrs and numpy; :func:`plot` imports
 matplotlib when called.
@@ -34,6 +38,7 @@ from ._decay import (
     warmup_stable_decay,
 )
 from ._plot import plot
+from ._warmup_decay import warmup_cosine, warmup_linear
 from ._wrappers import keras_recurrence, lambda_lr
 
 __all__ = [
@@ -59,5 +64,7 @@ __all__ = [
     "polynomial",
     "step_decay",
     "warmup",
+    "warmup_cosine",
+    "warmup_linear",
     "warmup_stable_decay",
 ]
