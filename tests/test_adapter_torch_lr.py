@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from torch.optim.lr_scheduler import ReduceLROnPlateau as TorchPlateau
 
+import trainctl
 from trainctl import schedules
 from trainctl.adapters.torch import ReduceLROnPlateau, ScheduleLR
 
@@ -379,11 +380,18 @@ def test_last_decision_explains() -> None:
     _, mine = Config(patience=0, factor=0.5).build(ReduceLROnPlateau)
     assert mine.last_decision is None
     mine.step(1.0)
-    assert mine.last_decision is not None and mine.last_decision.reason.event == "improved"
+    first = mine.last_decision
+    assert isinstance(first, trainctl.Decision)
+    assert first.events == ("improved",) and first.epoch == 0 and not first.lr_changed
     mine.step(1.0)
-    assert mine.last_decision.reduced and mine.last_decision.lr_factor == (0.5, 0.5)
+    decision = mine.last_decision
+    assert decision.epoch == 1 and decision.lr == (0.05, 0.15) and decision.lr_changed
+    plateau = decision.detail("ReduceLROnPlateau(metrics)")
+    assert plateau is decision.details[0]
+    assert plateau.reduced and plateau.lr_factor == (0.5, 0.5)
     assert mine.get_last_lr() == [0.05, 0.15]
-    assert "0.1" in str(mine.last_decision.reason)
+    assert "0.1" in decision.explain() and "0.05" in decision.explain()
+    assert decision.to_dict()["lr"] == [0.05, 0.15]
 
 
 # -- ReduceLROnPlateau: validation ---------------------------------------------------------------

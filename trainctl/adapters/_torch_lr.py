@@ -56,8 +56,13 @@ the same way, leaving the scheduler unchanged.
 ...     scheduler.step(val_loss)
 >>> scheduler.get_last_lr(), scheduler.best, scheduler.num_bad_epochs
 ([0.05], 0.5, 0)
->>> scheduler.last_decision.reason.event
-'improved'
+>>> print(scheduler.last_decision.explain())
+ReduceLROnPlateau(metrics): metrics = 0.5: new best
+
+``last_decision`` is a :class:`trainctl.Decision`, as on every adapter object: ``explain()``,
+``lr`` (the groups' rates after the step), ``lr_changed``, ``to_dict()``, and the core's
+``PlateauDecision`` as ``last_decision.details[0]`` (``.best``, ``.wait``, ``.lr_factor``).
+Its ``epoch`` is 0-based (the first ``step()`` decides epoch 0, torch's ``last_epoch`` 1).
 
 ScheduleLR
 ----------
@@ -109,7 +114,8 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.lr_scheduler import ReduceLROnPlateau as _TorchReduceLROnPlateau
 
 import trainctl
-from trainctl import Observation, PlateauDecision, PlateauState
+from trainctl import Decision, Observation, PlateauState
+from trainctl._decisions import make_decision
 from trainctl._rates import group_rate, reduced_rate, schedule_rate
 from trainctl.schedules import Schedule
 
@@ -238,10 +244,11 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
 
     ``step(metrics)`` takes what torch takes (``float(metrics)``: a number, a 0-d or one-element
     tensor); a tensor with several elements raises torch's ``ValueError``. After each step,
-    ``last_decision`` is the core's :class:`trainctl.PlateauDecision` (with its ``reason``).
+    ``last_decision`` is a :class:`trainctl.Decision` (``explain()`` says why; the core's
+    ``PlateauDecision`` is ``last_decision.details[0]``).
     """
 
-    last_decision: PlateauDecision | None
+    last_decision: Decision | None
     """The core's decision at the last ``step`` (``None`` before the first)."""
 
     def __init__(
@@ -364,8 +371,14 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
         self.num_bad_epochs = state.wait
         self.cooldown_counter = state.cooldown_counter
         self._reductions = state.reductions
-        self.last_decision = decision
         self._last_lr = _group_lrs(self.optimizer)
+        after = tuple(float(g["lr"]) for g in groups)
+        self.last_decision = make_decision(
+            clock="round", round=epoch, epoch=epoch - 1, optimizer_steps=0, stop=False,
+            lr=after if len(after) > 1 else after[0], lr_changed=after != lrs,
+            snapshot_best=False, restore_best=False, save=None, last=None, delete=(),
+            details=(decision,), labels=(policy.label,), metrics=obs.metrics,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """torch's state dict: every attribute but the optimizer (same keys as torch's class).
