@@ -587,3 +587,100 @@ def test_a_controller_without_lr_resumes_through_ckpt_path(tmp_path: Path) -> No
     resumed = cb.resume()
     fit(Scripted(RESUME_STREAM), [cb], 4, ckpt_path=str(resumed.path))
     assert cb.controller.rounds == 4 and cb.controller.lr == pytest.approx(0.05)
+
+
+# -- resuming: random states, and a run that had stopped ------------------------------------------
+
+
+class Noisy(pl.LightningModule):
+    """Dropout, shuffled batches and numpy/Python noise: a resume is exact only if the random
+    states come back. Logs the real validation loss; records it per epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 1))
+        self.val_losses: list[float] = []
+        self._val: list[torch.Tensor] = []
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        import random
+
+        x, y = batch
+        noise = torch.from_numpy(np.random.normal(0, 0.01, tuple(x.shape))).float()
+        return F.mse_loss(self.net(x * random.uniform(0.9, 1.1) + noise), y)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._val.append(F.mse_loss(self.net(batch[0]), batch[1]))
+
+    def on_validation_epoch_end(self) -> None:
+        loss = torch.stack(self._val).mean()
+        self._val.clear()
+        self.log("val_loss", loss)
+        if not self.trainer.sanity_checking:
+            self.val_losses.append(float(loss))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
+def _noisy_fit(directory: Path, epochs: int, *, save_rng: bool, resume: bool) -> Noisy:
+    import random
+
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    model = Noisy()
+    policy = trainctl.CheckpointPolicy(
+        "val_loss", save_last=True, save_top_k=0, extension=".ckpt", precision="float32"
+    )
+    callback = ControllerCallback(trainctl.Controller(policy), dirpath=directory, save_rng=save_rng)
+    ckpt_path = None
+    if resume:
+        ckpt_path = str(callback.resume().path)
+        # a new process would start from other random states
+        torch.manual_seed(999), np.random.seed(999), random.seed(999)
+    g = torch.Generator().manual_seed(3)
+    data = TensorDataset(torch.randn(32, 2, generator=g), torch.randn(32, 1, generator=g))
+    trainer = pl.Trainer(
+        max_epochs=epochs, callbacks=[callback], accelerator="cpu", devices=1, logger=False,
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers")
+        trainer.fit(
+            model,
+            DataLoader(data, batch_size=8, shuffle=True),  # shuffled by the global torch RNG
+            DataLoader(data, batch_size=8),
+            ckpt_path=ckpt_path,
+        )
+    return model
+
+
+@pytest.mark.parametrize("save_rng", [True, False])
+def test_resume_is_bit_exact_with_dropout_and_shuffling(tmp_path: Path, save_rng: bool) -> None:
+    whole = _noisy_fit(tmp_path / "whole", 6, save_rng=save_rng, resume=False).val_losses
+    head = _noisy_fit(tmp_path / "split", 3, save_rng=save_rng, resume=False).val_losses
+    tail = _noisy_fit(tmp_path / "split", 6, save_rng=save_rng, resume=True).val_losses
+    assert head == whole[:3]
+    if save_rng:
+        assert tail == whole[3:]  # bit for bit
+    else:
+        assert tail != whole[3:]
+
+
+def test_resuming_a_run_that_had_stopped_trains_nothing(tmp_path: Path) -> None:
+    """Lightning would start one more epoch; the stop is final: no batch, no round, and the
+    model ends with the best weights, as the uninterrupted run did."""
+    first = ControllerCallback(_resume_controller(), dirpath=tmp_path)
+    done = fit(Scripted(RESUME_STREAM), [first], 30)
+    assert first.controller.stopped and done.current_epoch < 30
+    final = {k: v.clone() for k, v in done.lightning_module.state_dict().items()}
+
+    again = ControllerCallback(_resume_controller(), dirpath=tmp_path)
+    resumed = again.resume()
+    assert resumed.stopped and resumed.path == tmp_path / "last.ckpt"
+    model = Scripted(RESUME_STREAM)
+    trainer = fit(model, [again], 30, ckpt_path=str(resumed.path))
+    assert model.rates == [] and again.decisions == []  # not one batch, not one round
+    assert trainer.global_step == done.global_step
+    assert again.controller.state_dict() == first.controller.state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, final[key]), key  # the best weights, restored again at the end

@@ -168,7 +168,10 @@ class ControllerCallback(pl.Callback):
         resume_strict: on resume, refuse a controller state saved under another configuration
             (``Controller.load_state_dict(strict=...)``); ``False`` accepts changed settings.
         save_rng: keep the random states (Python, numpy, torch, CUDA) in the callback's state
-            in every checkpoint and restore them on resume (``False``: leave them alone).
+            in every checkpoint and restore them when ``trainer.fit(ckpt_path=...)`` loads it
+            (``False``: leave them alone), so that dropout and shuffling continue as in an
+            uninterrupted run. Random numbers drawn by your own hooks between the checkpoint
+            load and the first batch (``on_fit_start``, ``on_train_start``) shift the stream.
         overwrite: let a fresh run write into a directory that holds another run's checkpoints
             (refused otherwise: resume it, or use another directory).
 
@@ -220,7 +223,6 @@ class ControllerCallback(pl.Callback):
         self._module: pl.LightningModule | None = None
         self._seen_step = 0
         self._t0 = 0.0
-        self._rng: Any = None
 
     # -- Lightning plumbing ----------------------------------------------------------------------
 
@@ -255,8 +257,13 @@ class ControllerCallback(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.controller.load_state_dict(state_dict["controller"], strict=self.resume_strict)
         self.runner.best_weights = state_dict.get("best_weights")
-        # the random states are put back when training starts, after Lightning's own restore
-        self._rng = state_dict.get("rng") if self.save_rng else None
+        rng = state_dict.get("rng") if self.save_rng else None
+        trainer = self._trainer
+        if rng is not None and trainer is not None and trainer.state.fn == TrainerFn.FITTING:
+            # Now, while Lightning loads the checkpoint: the next random numbers drawn are the
+            # ones the uninterrupted run drew after this checkpoint (the train loader's iterator
+            # is created before on_train_start; the sanity check runs under isolate_rng).
+            set_rng_state(rng)
 
     def resume(self) -> Resume:
         """Where the run in ``dirpath`` stands: pass ``resume.path`` to
@@ -310,9 +317,6 @@ class ControllerCallback(pl.Callback):
         self._check_schedulers(trainer)
         self._seen_step = trainer.global_step
         self._t0 = time.monotonic()
-        if self._rng is not None:
-            set_rng_state(self._rng)
-            self._rng = None
         ckpt = trainer.ckpt_path
         store = self.store
         if store is not None and ckpt is not None:
@@ -331,6 +335,9 @@ class ControllerCallback(pl.Callback):
         lr = self.controller.lr
         if lr is not None and self.controller.owns_lr and trainer.optimizers:
             self.runner.set_rates(lr)
+        if self.controller.stopped:
+            # a resumed run that had stopped: Lightning would start one more epoch; a stop is final
+            trainer.should_stop = True
 
     def _check_schedulers(self, trainer: pl.Trainer) -> None:
         """A scheduler from ``configure_optimizers`` would fight the controller's rate."""
