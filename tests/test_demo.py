@@ -29,6 +29,25 @@ def test_demo_run_reduces_lr_stops_early_and_restores(tmp_path: Path) -> None:
         assert set(arrays.files) == {"w1", "b1", "w2", "b2", "w3", "b3"}
 
 
+def test_demo_counts_epochs_one_way(tmp_path: Path) -> None:
+    """The table, the messages and the file names name the best epoch by the same number."""
+    lines: list[str] = []
+    history = run_demo(out=lines.append, checkpoint_dir=str(tmp_path))
+    text = "\n".join(lines)
+    best_index = int(np.argmin([h["val_loss"] for h in history]))  # 0-based
+    best = history[best_index]["val_loss"]
+    rows = {
+        float(m.group(2)): int(m.group(1))
+        for m in re.finditer(r"^\s*(\d+)\s+[\d.]+\s+([\d.]+)\s", text, re.MULTILINE)
+    }
+    shown = rows[round(best, 4)]
+    assert shown == best_index + 1  # the first row is epoch 1, as Keras' "Epoch 1/50"
+    restored = set(re.findall(r"restore the weights of epoch (\d+)", text))
+    assert restored == {str(shown)}
+    assert (tmp_path / f"epoch{shown:03d}-{best:.4f}.npz").exists()
+    assert re.search(r"^\s*1\s", text, re.MULTILINE) and not re.search(r"^\s*0\s", text, re.M)
+
+
 def test_demo_data_is_deterministic() -> None:
     a, b = make_moons(100, 0.1, 0.1, seed=3), make_moons(100, 0.1, 0.1, seed=3)
     assert (a[0] == b[0]).all() and (a[1] == b[1]).all()

@@ -67,7 +67,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 import attrs
 
 from ._config import compact_repr, config_to_dict, rebuild_reduce
-from ._decisions import Reason, SaveRequest, number_text
+from ._decisions import Reason, SaveRequest, epoch_number, number_text
 from ._monitor import Direction, Monitor, coerce_metric, present_keys
 from ._names import name_problem
 from ._numbers import to_float32
@@ -220,7 +220,7 @@ def _format_template(
             continue
         value: Any
         if field == "epoch":
-            value = epoch + 1
+            value = epoch_number(epoch)  # file names count as every text does
         elif field == "step":
             value = step
         elif sample:

@@ -58,12 +58,18 @@ EVENTS = frozenset(
 )
 
 
+def epoch_number(index: int) -> int:
+    """The number a person reads for the 0-based epoch ``index``: ``index + 1``, as Keras'
+    progress bar ("Epoch 1/50") and ``{epoch}`` in file names count. The one home of the rule."""
+    return index + 1
+
+
 def epoch_text(index: int | None) -> str:
-    """How every message names an epoch: 1-based, as Keras prints it and ``{epoch}`` in file
-    names counts (``epoch_text(0) == "epoch 1"``). Attributes that mirror a framework's keep that
-    framework's convention; text a person reads uses this.
+    """How every message names an epoch: 1-based (:func:`epoch_number`, ``epoch_text(0) ==
+    "epoch 1"``). Attributes that mirror a framework's keep that framework's convention; text a
+    person reads uses this.
     """
-    return "no epoch" if index is None else f"epoch {index + 1}"
+    return "no epoch" if index is None else f"epoch {epoch_number(index)}"
 
 
 def number_text(x: float | None) -> str:

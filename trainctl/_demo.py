@@ -20,6 +20,7 @@ import numpy as np
 
 from ._checkpoint import CheckpointPolicy
 from ._controller import Controller
+from ._decisions import epoch_number
 from ._early_stopping import EarlyStopping
 from ._nan import TerminateOnNaN
 from ._plateau import ReduceLROnPlateau
@@ -158,8 +159,8 @@ def run_demo(
         events = [r for r in decision.reasons if r.event not in ("finite", "missing_metric")]
         headline = ", ".join(sorted({r.event for r in events}))
         out(
-            f"{epoch:>5}  {loss:7.4f}  {val_loss:8.4f}  {val_acc:7.3f}  {epoch_lr:8.2e}  "
-            f"{headline}"
+            f"{epoch_number(epoch):>5}  {loss:7.4f}  {val_loss:8.4f}  {val_acc:7.3f}  "
+            f"{epoch_lr:8.2e}  {headline}"
         )
         for r in events:
             if r.event in ("reduced_lr", "patience_exhausted", "non_finite", "at_min_lr"):
