@@ -24,8 +24,14 @@ $(VENV)/.dev-installed: pyproject.toml $(VENV)/.core-installed
 demo: $(VENV)/.core-installed  ## run the demo (numpy only, no ML framework)
 	$(PY) -m trainctl demo
 
-test: $(VENV)/.dev-installed  ## the whole test suite, with torch, keras and lightning
+test: $(VENV)/.dev-installed  ## the whole test suite (Keras on torch), then Keras' tests on jax
 	$(PY) -m pytest
+	@# Keras' backend is fixed per process: a second run puts the Keras drop-ins, the
+	@# ControllerCallback (parity, resume) and Keras' own callback tests on the JAX backend.
+	@echo "== the Keras adapter's tests again, with KERAS_BACKEND=jax =="
+	KERAS_BACKEND=jax $(PY) -m pytest tests/test_adapter_keras*.py tests/test_keras_*.py \
+		tests/test_checkpoint_parity.py::test_keras_epoch_saves_match \
+		tests/test_checkpoint_parity.py::test_keras_batch_saves_match_every_n_steps
 
 lint: $(VENV)/.dev-installed  ## ruff on everything, mypy --strict on the core and the adapters
 	$(VENV)/bin/ruff check trainctl tests benchmarks examples data

@@ -26,6 +26,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
+from _locks import lock_is_free
 from _streams import metric_stream, pick, same_float
 from lightning.pytorch.callbacks import EarlyStopping as LightningEarlyStopping
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -651,6 +652,7 @@ def _noisy_fit(directory: Path, epochs: int, *, save_rng: bool, resume: bool) ->
             DataLoader(data, batch_size=8),
             ckpt_path=ckpt_path,
         )
+    assert lock_is_free(directory)  # released at the end of training: a resume may write
     return model
 
 

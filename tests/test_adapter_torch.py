@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import torch
+from _locks import lock_is_free
 from torch import nn
 
 import trainctl
@@ -512,6 +513,7 @@ def _noisy_run(tmp_path: Path, epochs: range, *, save_rng: bool, resume: bool) -
         losses.append(val)
         loop.step({"val_loss": val}, epoch=epoch)
     loop.finish()
+    assert lock_is_free(tmp_path)  # finish() released the writer lock: a resume may write
     return losses
 
 

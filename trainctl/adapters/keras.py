@@ -17,7 +17,9 @@ files with the same names and the same restored weights. The decisions come from
 reads the logs and carries the decision out. ``.last_decision`` is the latest
 :class:`trainctl.Decision` (``.last_decision.explain()`` says why). Every public attribute of
 Keras' classes exists and is writable where Keras' is (``es.wait = 3``), the write reaching the
-core's state, and Keras' own callback test files pass against these classes.
+core's state (``es.patience = 5`` reconfigures the policy, its progress kept), and Keras' own
+callback test files pass against these classes (``tests/test_keras_own_tests.py``), on Keras'
+torch and JAX backends alike.
 
 ==========================================  =====================================================
 Keras                                       trainctl core configuration
@@ -25,7 +27,9 @@ Keras                                       trainctl core configuration
 ``EarlyStopping(monitor, min_delta,         ``Controller(trainctl.EarlyStopping(monitor,
 patience, mode, baseline,                   min_delta=, patience=, mode=<resolved>, baseline=,
 restore_best_weights, start_from_epoch)``   restore_best_weights=, start_from_epoch=,
-                                            rules="keras", precision="float32"))``; weights are
+                                            rules="keras", precision="float32",
+                                            stop_is_final=False))`` (Keras evaluates every epoch
+                                            end, a stop included); weights are
                                             snapshot on ``decision.snapshot_best`` and restored at
                                             ``on_train_end`` if ``ctl.finish().restore_best``
 ``ReduceLROnPlateau(monitor, factor,        ``Controller(trainctl.ReduceLROnPlateau(monitor,
@@ -38,9 +42,10 @@ min_lr)``                                   cooldown=, min_lr=, rules="keras",
 ``ModelCheckpoint(filepath, monitor,        ``CheckpointPolicy(monitor if save_best_only else
 save_best_only, save_weights_only, mode,    None, filename=<file name of filepath>,
 save_freq, initial_value_threshold)``       save_best_only=, every_n_epochs=1 (``"epoch"``) or
-                                            every_n_steps=save_freq, initial_value_threshold=,
-                                            precision="float32")``, driven by its pure
-                                            transition; files written with ``model.save`` /
+                                            every_n_steps=save_freq, precision="float32")``,
+                                            its state's ``best`` starting at
+                                            initial_value_threshold (Keras' ``best`` does);
+                                            files written with ``model.save`` /
                                             ``model.save_weights`` as Keras writes them
 ``TerminateOnNaN(raise_error)``             ``Controller(trainctl.TerminateOnNaN("loss",
                                             stop_is_final=False))`` (each bad batch stops,
@@ -50,8 +55,10 @@ save_freq, initial_value_threshold)``       save_best_only=, every_n_epochs=1 (`
 verbose)``                                  to take); ``.as_schedule(lr)`` gives the equivalent
                                             ``trainctl.schedules.keras_recurrence`` for a
                                             Controller
-``mode="auto"``                             resolved at the first epoch end from the compiled
-                                            metric's ``_direction`` (Keras' ``_set_monitor_op``)
+``mode``, ``monitor_op``                    resolved at the first epoch end (``"auto"``: from
+                                            the compiled metric's ``_direction``), as Keras'
+                                            ``_set_monitor_op``; ``monitor_op`` is ``None`` until
+                                            then, and assigning it sets the policy's direction
 ==========================================  =====================================================
 
 As in Keras: ``EarlyStopping``, ``ReduceLROnPlateau`` and ``TerminateOnNaN`` start afresh at every
@@ -66,7 +73,12 @@ Differences, all on inputs where Keras misbehaves or that the core refuses:
   ``steps_per_execution > 1`` a batch trigger counts calls of ``on_train_batch_end``, not batches.
   Format fields must sit in the file name, not in the directory part of ``filepath``.
 - Values the core validates and Keras does not (a negative ``patience``, ``cooldown`` or
-  ``min_lr``) raise the core's ``ValueError``.
+  ``min_lr``) raise the core's ``ValueError``, when given and when assigned.
+- Keras negates its stored ``min_delta`` when the direction resolves to ``"min"``; the drop-ins
+  keep the value given (the comparison is the same). An assigned ``min_delta`` counts by its
+  absolute value (the core's Keras rule), where Keras would use the sign as stored.
+- ``ModelCheckpoint.monitor_op`` accepts ``ops.less`` / ``ops.greater`` (and numpy's) only, and
+  ``ModelCheckpoint.min_delta`` stays 0 (``CheckpointPolicy`` has no ``min_delta``).
 
 Beyond Keras: :class:`ControllerCallback` runs any :class:`trainctl.Controller` in ``fit`` (batch
 hooks -> ``optimizer_step``, epoch hooks -> ``step``), owns the learning rate (warmup + cosine +
@@ -98,7 +110,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import keras
 import numpy as np
@@ -189,45 +201,100 @@ def _missing(decision: Decision) -> bool:
 
 # -- the drop-ins' shared base ------------------------------------------------------------------
 
+#: Keras' comparisons (``MonitorCallback.monitor_op``) and the direction each one means; numpy's
+#: are Keras 2's, which user code may still assign
+_OPS: dict[Any, Direction] = {
+    keras.ops.less: "min",
+    keras.ops.greater: "max",
+    np.less: "min",
+    np.greater: "max",
+}
+_OP_OF: dict[Direction, Any] = {"min": keras.ops.less, "max": keras.ops.greater}
+
 
 class _DropIn(_Callback):  # type: ignore[misc]
-    """A drop-in whose decisions come from one core policy run by a one-policy Controller.
+    """A Keras ``MonitorCallback`` whose decisions come from one core policy run by a one-policy
+    Controller.
 
-    With ``mode="auto"`` the direction is only known at the first epoch end (from the compiled
-    metrics, as Keras resolves it); until then the core state lives in ``_pending`` so that
-    Keras' attributes (``best``, ``wait``, ...) can be read and written all along.
+    Keras resolves the direction (``monitor_op``) at the first epoch end, from ``mode`` and the
+    compiled metrics, and keeps it until ``monitor_op`` is assigned (``None`` resolves again).
+    The controller is built as soon as a direction is known (at once for ``mode="min"/"max"``,
+    or when the direction does not matter to the policy) and rebuilt, its progress carried over,
+    whenever the direction resolves differently or an attribute in ``_CONFIG`` is assigned
+    (Keras reads those at every epoch end, so a write must reach the core). Until the first
+    build the core state lives in ``_pending``, so that Keras' attributes (``best``, ``wait``,
+    ...) read and write the core's state all along.
     """
+
+    #: the attributes the core policy is built from (see the class docstring)
+    _CONFIG: ClassVar[frozenset[str]] = frozenset()
 
     policy: Any
     controller: Controller | None
     last_decision: Decision | None
     _pending: Any
+    _built: Direction | None  # the direction the policy was made with (None: not built)
+    _direction: Direction | None  # Keras' resolved monitor_op, as a direction
+    _ready: bool
 
     def _make_policy(self, direction: Direction) -> Any:
         raise NotImplementedError
 
-    def _setup(self, mode: str) -> None:
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in self._CONFIG or not self.__dict__.get("_ready", False):
+            super().__setattr__(name, value)
+            return
+        old = getattr(self, name)
+        super().__setattr__(name, value)
+        try:
+            self._build(self._built)
+        except Exception:
+            super().__setattr__(name, old)  # a value the core refuses changes nothing
+            self._build(self._built)
+            raise
+
+    def _setup(self, mode: str, *, build_now: bool = False) -> None:
+        """Validate the arguments now, as Keras does, and build if the direction is known."""
         self.policy = None
         self.controller = None
         self.last_decision = None
+        self._built = None
+        self._direction = None
         probe = self._make_policy("min" if mode == "auto" else mode)  # type: ignore[arg-type]
-        self._pending = probe.initial_state()  # validates the arguments now, like Keras
-        if mode != "auto":
-            self._build(mode)  # type: ignore[arg-type]
+        self._pending = probe.initial_state()
+        if mode != "auto" or build_now:
+            self._build("min" if mode == "auto" else mode)  # type: ignore[arg-type]
+        self._ready = True
 
-    def _build(self, direction: Direction) -> Controller:
-        self.policy = self._make_policy(direction)
-        ctl = Controller(self.policy, warn_missing=False)  # Keras' own warning text instead
-        ctl.replace_state(0, self._pending)
-        self.controller = ctl
+    def _build(self, direction: Direction | None) -> Controller | None:
+        """(Re)build the policy and its controller for ``direction``; ``None`` only validates
+        (nothing is built yet). The state and the controller's clocks carry over."""
+        probe = self._make_policy("min" if direction is None else direction)
+        if direction is None:
+            return None
+        ctl = Controller(probe, warn_missing=False)  # Keras' own warning text instead
+        old = self.controller
+        if old is None:
+            ctl.replace_state(0, self._pending)
+        else:
+            ctl.load_state_dict(old.state_dict(), strict=False)  # a new config, same progress
+        self.policy, self.controller, self._built = probe, ctl, direction
         return ctl
 
-    def _ensure(self) -> Controller:
-        if self.controller is None:  # Keras delays the direction until the metrics are built
-            return self._build(
-                keras_direction(type(self).__name__, self.model, self.monitor, self.mode)
-            )
+    def _resolve(self) -> Controller:
+        """Keras' ``if self.monitor_op is None: self._set_monitor_op()`` at each epoch end."""
+        if self._direction is None:
+            direction = keras_direction(type(self).__name__, self.model, self.monitor, self.mode)
+            if direction != self._built:
+                self._build(direction)
+            self._direction = direction
+        assert self.controller is not None
         return self.controller
+
+    def _ensure(self) -> Controller:
+        """The controller, resolving the direction first if none is built yet (a batch save
+        before the first epoch end, where Keras 3.15 fails)."""
+        return self.controller if self.controller is not None else self._resolve()
 
     def _state(self) -> Any:
         return self._pending if self.controller is None else self.controller.states[0]
@@ -247,19 +314,24 @@ class _DropIn(_Callback):  # type: ignore[misc]
 
     @property
     def monitor_op(self) -> Any:
-        """Keras' comparison (``ops.less`` / ``ops.greater``), ``None`` until the direction is
-        known."""
-        if self.policy is None:
-            return None
-        return keras.ops.greater if self.policy.direction == "max" else keras.ops.less
+        """Keras' comparison, ``ops.less`` or ``ops.greater``; ``None`` until the first epoch end
+        resolves it, as in Keras. Assigning one of them (or numpy's) sets the direction of the
+        core policy; ``None`` resolves it again at the next epoch end."""
+        return None if self._direction is None else _OP_OF[self._direction]
 
-    @property
-    def wait(self) -> int:
-        return int(self._state().wait)
-
-    @wait.setter
-    def wait(self, value: int) -> None:
-        self._set(wait=int(value))
+    @monitor_op.setter
+    def monitor_op(self, op: Any) -> None:
+        if op is None:
+            self._direction = None
+            return
+        direction = _OPS.get(op)
+        if direction is None:
+            raise ValueError(
+                f"{type(self).__name__}.monitor_op must be keras.ops.less or keras.ops.greater "
+                f"(the directions trainctl's core knows), got {op!r}"
+            )
+        self._build(direction)
+        self._direction = direction
 
     @property
     def best(self) -> float | None:
@@ -271,18 +343,38 @@ class _DropIn(_Callback):  # type: ignore[misc]
         self._set(best=None if value is None else float(value))
 
 
+class _PatienceDropIn(_DropIn):
+    """EarlyStopping and ReduceLROnPlateau: Keras' ``wait`` counter is the core's."""
+
+    @property
+    def wait(self) -> int:
+        return int(self._state().wait)
+
+    @wait.setter
+    def wait(self, value: int) -> None:
+        self._set(wait=int(value))
+
+
 # -- EarlyStopping ------------------------------------------------------------------------------
 
 
-class EarlyStopping(_DropIn):
+class EarlyStopping(_PatienceDropIn):
     """``keras.callbacks.EarlyStopping`` on trainctl's core (same arguments and behaviour).
 
     Attributes beyond Keras: ``policy`` (the :class:`trainctl.EarlyStopping`), ``controller``
     (``None`` until the direction is known: at once for ``mode="min"/"max"``, at the first epoch
     end for ``"auto"``) and ``last_decision``. Keras' ``wait``, ``best``, ``best_epoch``,
     ``stopped_epoch`` and ``monitor_op`` read the core's state (and write it), ``best_weights``
-    holds the kept weights.
+    holds the kept weights; assigning ``monitor``, ``min_delta``, ``patience``, ``baseline``,
+    ``restore_best_weights`` or ``start_from_epoch`` reconfigures the policy, as Keras reads them
+    at every epoch end. As in Keras, a stop is not final: an epoch after a stop (training that
+    goes on, e.g. driven by hand) is evaluated as usual, and ``stopped_epoch`` only records.
     """
+
+    _CONFIG = frozenset(
+        {"monitor", "min_delta", "patience", "baseline", "restore_best_weights",
+         "start_from_epoch"}
+    )
 
     def __init__(
         self,
@@ -318,6 +410,7 @@ class EarlyStopping(_DropIn):
             start_from_epoch=self.start_from_epoch,
             rules="keras",
             precision="float32",
+            stop_is_final=False,  # Keras evaluates every epoch end; stopped_epoch only records
         )
 
     @property
@@ -345,7 +438,7 @@ class EarlyStopping(_DropIn):
         self.best_weights = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        ctl = self._ensure()
+        ctl = self._resolve()
         decision = ctl.step(_present(logs), epoch=epoch)
         self.last_decision = decision
         if _missing(decision):
@@ -390,16 +483,20 @@ class EarlyStopping(_DropIn):
 # -- ReduceLROnPlateau --------------------------------------------------------------------------
 
 
-class ReduceLROnPlateau(_DropIn):
+class ReduceLROnPlateau(_PatienceDropIn):
     """``keras.callbacks.ReduceLROnPlateau`` on trainctl's core (same arguments and behaviour).
 
     Attributes beyond Keras: ``policy``, ``controller`` (``None`` until the direction is known)
     and ``last_decision``. Keras' ``wait``, ``best``, ``cooldown_counter`` and ``monitor_op``
-    read (and write) the core's state. Like Keras, it writes ``logs["learning_rate"]`` (the rate
+    read (and write) the core's state; assigning ``monitor``, ``factor``, ``patience``,
+    ``min_delta``, ``cooldown`` or ``min_lr`` reconfigures the policy (Keras reads them at every
+    epoch end). Like Keras, it writes ``logs["learning_rate"]`` (the rate
     used during the epoch) at every epoch end, and fails with Keras' ``TypeError`` if it must
     lower a rate that a ``LearningRateSchedule`` owns (use :class:`ControllerCallback` with a
     trainctl schedule). ``factor <= 0`` sends each reduction to ``min_lr``, as in Keras.
     """
+
+    _CONFIG = frozenset({"monitor", "factor", "patience", "min_delta", "cooldown", "min_lr"})
 
     def __init__(
         self,
@@ -458,7 +555,7 @@ class ReduceLROnPlateau(_DropIn):
         self._reset()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        ctl = self._ensure()
+        ctl = self._resolve()
         logs = logs if logs is not None else {}
         optimizers, multi = _optimizers(self.model)
         rates = [_read_lr(opt) for opt in optimizers]
@@ -526,15 +623,19 @@ def _batch_template(template: str) -> str | None:
     return "".join(out)
 
 
-class ModelCheckpoint(_Callback):  # type: ignore[misc]
+class ModelCheckpoint(_DropIn):
     """``keras.callbacks.ModelCheckpoint`` on trainctl's core (same arguments, files and names).
 
     The saving decision and the name come from a :class:`trainctl.CheckpointPolicy` (``policy``)
     run by a one-policy :class:`trainctl.Controller` (``controller``; its state in ``state``, the
     latest decision in ``last_decision``); files are written with ``model.save`` /
     ``model.save_weights(..., overwrite=True)`` as Keras writes them, nothing is deleted, and the
-    best survives across ``fit`` calls (as in Keras).
+    best survives across ``fit`` calls (as in Keras). Keras' ``best`` (which starts at
+    ``initial_value_threshold``) and ``monitor_op`` read and write the core's state; assigning
+    ``monitor``, ``filepath``, ``save_best_only`` or ``save_freq`` reconfigures the policy.
     """
+
+    _CONFIG = frozenset({"monitor", "filepath", "save_best_only", "save_freq"})
 
     def __init__(
         self,
@@ -575,44 +676,37 @@ class ModelCheckpoint(_Callback):  # type: ignore[misc]
                 "(Keras model format). Received: "
                 f"filepath={self.filepath}"
             )
-        self._directory, self._template = os.path.split(self.filepath)
-        # The core formats names with metric values (floats); Keras' ``{batch}`` is an int
-        # that only batch saves have. The core leaves batch fields in place ({{batch}}) and
-        # the adapter fills them in a second pass, as Keras' own str.format would.
-        self._batch_fields = _batch_template(self._template)
-        if _has_fields(self._directory):
+        self._current_epoch = 0
+        # without save_best_only the policy monitors nothing, so it can be built at once
+        self._setup(self.mode, build_now=not save_best_only)
+        # Keras' MonitorCallback starts ``best`` at the threshold (and never resets it): the
+        # core's state holds it, so that assigning ``best`` (None included) reaches the policy
+        self.best = initial_value_threshold
+
+    def _make_policy(self, direction: Direction) -> CheckpointPolicy:
+        directory, template = os.path.split(os.fspath(self.filepath))
+        if _has_fields(directory):
             raise ValueError(
                 "trainctl's ModelCheckpoint needs the format fields of `filepath` in the file "
                 f"name, not in its directory; got filepath={self.filepath}"
             )
-        self.policy: CheckpointPolicy | None = None
-        self.controller: Controller | None = None
-        self.last_decision: Decision | None = None
-        self._current_epoch = 0
-        self._make_policy("min" if self.mode == "auto" else self.mode)  # type: ignore[arg-type]
-        if not save_best_only or self.mode != "auto":
-            self._build(self.mode if self.mode != "auto" else "min")  # type: ignore[arg-type]
-
-    def _make_policy(self, direction: Direction) -> CheckpointPolicy:
+        # The core formats names with metric values (floats); Keras' ``{batch}`` is an int
+        # that only batch saves have. The core leaves batch fields in place ({{batch}}) and
+        # the adapter fills them in a second pass, as Keras' own str.format would.
+        batch_fields = _batch_template(template)
         by_step = self.save_freq != "epoch"
-        return CheckpointPolicy(
+        policy = CheckpointPolicy(
             self.monitor if self.save_best_only else None,  # Keras saves every time otherwise
             mode=direction,
-            filename=self._template if self._batch_fields is None else self._batch_fields,
+            filename=template if batch_fields is None else batch_fields,
             save_best_only=bool(self.save_best_only),
             every_n_epochs=None if by_step else 1,
             # Keras saves once ``save_freq`` batches were seen: 0 (or less) means every batch
             every_n_steps=max(1, int(self.save_freq)) if by_step else None,
-            initial_value_threshold=(
-                self.initial_value_threshold if self.save_best_only else None
-            ),
             precision="float32",
         )
-
-    def _build(self, direction: Direction) -> Controller:
-        self.policy = self._make_policy(direction)
-        self.controller = Controller(self.policy, warn_missing=False)  # Keras warns itself
-        return self.controller
+        self._directory, self._batch_fields = directory, batch_fields
+        return policy
 
     @property
     def state(self) -> trainctl.CheckpointState | None:
@@ -620,15 +714,23 @@ class ModelCheckpoint(_Callback):  # type: ignore[misc]
         return None if self.controller is None else self.controller.states[0]
 
     @property
-    def best(self) -> float | None:
-        best = None if self.state is None else self.state.best
-        return self.initial_value_threshold if best is None else best
+    def min_delta(self) -> float:
+        """Keras' ``MonitorCallback.min_delta``: always 0 for a checkpoint (not an argument)."""
+        return 0.0
+
+    @min_delta.setter
+    def min_delta(self, value: float) -> None:
+        if float(value) != 0.0:  # validation only: the core has nothing to configure
+            raise ValueError(
+                "trainctl's CheckpointPolicy compares without a min_delta (Keras' "
+                f"ModelCheckpoint has none as an argument either); got min_delta={value!r}"
+            )
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._current_epoch = epoch
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        self._ensure()
+        self._resolve()
         if self.save_freq == "epoch":
             self._save_model(epoch, None, logs)
 
@@ -636,13 +738,6 @@ class ModelCheckpoint(_Callback):  # type: ignore[misc]
         if self.save_freq == "epoch":
             return
         self._save_model(self._current_epoch, batch, logs)
-
-    def _ensure(self) -> Controller:
-        if self.controller is None:
-            self._build(keras_direction(type(self).__name__, self.model, self.monitor,
-                                        self.mode))
-        assert self.controller is not None
-        return self.controller
 
     def _keras_path(self, epoch: int, batch: int | None, logs: Mapping[str, Any]) -> str:
         """Keras' own formatting, used only to raise Keras' error for a missing field."""
@@ -832,7 +927,12 @@ class _KerasBackend:
 
     def set_lrs(self, lrs: tuple[float, ...]) -> None:
         for o, rate in zip(_optimizers(self._model)[0], lrs, strict=True):
-            o.learning_rate = rate  # Keras' setter assigns its float32 variable
+            # A controller that does not own the rate adopts the optimizer's at every round and
+            # hands it back as changed when it moved by itself (a Keras LearningRateSchedule,
+            # whose rate cannot be assigned): writing the float32 value the variable already
+            # holds would change nothing, so it is not written.
+            if np.float32(rate) != np.float32(_read_lr(o)):
+                o.learning_rate = rate  # Keras' setter assigns its float32 variable
 
     def snapshot_weights(self) -> list[Any]:
         return list(self._model.get_weights())
@@ -1092,6 +1192,9 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
                 io_utils.print_msg(f"\nEpoch {epoch + 1}: {text}")
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
-        end = self.runner.finish()
+        try:
+            end = self.runner.finish()
+        finally:
+            self.runner.close()  # the store's writer lock: another process may now resume
         if end.restore_best and self.runner.best_weights is not None and self.verbose > 0:
             io_utils.print_msg(end.explain())
