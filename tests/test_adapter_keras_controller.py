@@ -285,3 +285,63 @@ def test_a_fresh_fit_into_another_runs_directory_is_refused(tmp_path: Path) -> N
     run(tmp_path, epochs=2)
     with pytest.raises(FreshRunError, match="already holds"):
         run(tmp_path, epochs=2)
+
+
+# -- random states: a resumed fit with shuffling and dropout is exact ----------------------------
+
+
+def _noisy_fit(directory: Path, epochs: int, extension: str, *, save_rng: bool, resume: bool
+               ) -> list[float]:
+    """A model with (unseeded) dropout, fit with shuffle=True; returns each epoch's val_loss."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dropout(0.5),
+        keras.layers.Dense(1),
+    ])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    policy = trainctl.CheckpointPolicy(
+        "val_loss", save_last=True, save_top_k=0, extension=extension
+    )
+    cb = tk.ControllerCallback(trainctl.Controller(policy), store=directory, save_rng=save_rng)
+    if resume:
+        model.optimizer.build(model.trainable_variables)
+        assert cb.resume(model).epoch == 3
+        keras.utils.set_random_seed(999)  # a new process would start from other random states
+    history = model.fit(x, y, batch_size=8, epochs=epochs, validation_data=(x, y), verbose=0,
+                        callbacks=[cb], shuffle=True)
+    assert lock_is_free(directory)
+    losses: list[float] = history.history["val_loss"]
+    return losses
+
+
+@pytest.mark.parametrize(
+    ("extension", "save_rng"),
+    [(".weights.h5", True), (".keras", True), (".weights.h5", False)],
+)
+def test_resume_is_bit_exact_with_dropout_and_shuffling(
+    tmp_path: Path, extension: str, save_rng: bool
+) -> None:
+    """The random states travel inside each checkpoint file (a zip member of a ``.keras``, an
+    attribute of an HDF5 file) and come back when the resumed fit begins; without them
+    (``save_rng=False``) the batches and masks differ."""
+    whole = _noisy_fit(tmp_path / "whole", 6, extension, save_rng=save_rng, resume=False)
+    head = _noisy_fit(tmp_path / "split", 3, extension, save_rng=save_rng, resume=False)
+    tail = _noisy_fit(tmp_path / "split", 6, extension, save_rng=save_rng, resume=True)
+    assert head == whole[:3]
+    if save_rng:
+        assert tail == whole[3:]  # bit for bit
+    else:
+        assert tail != whole[3:]
+    # Keras itself still loads the files that carry the states
+    last = tmp_path / "split" / f"last{extension}"
+    if extension == ".keras":
+        keras.models.load_model(last)
+    else:
+        probe = keras.Sequential([
+            keras.Input((4,)), keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dropout(0.5), keras.layers.Dense(1),
+        ])
+        probe.load_weights(last)

@@ -118,6 +118,7 @@ from keras.src.utils import io_utils
 
 import trainctl
 from trainctl import CheckpointPolicy, Controller, Decision
+from trainctl._validation import check_bool
 from trainctl.effects import EffectsRunner, Resume
 from trainctl.storage import CheckpointStore
 
@@ -904,6 +905,125 @@ class LearningRateScheduler(_Callback):  # type: ignore[misc]
 
 #: the suffix of the store entry that keeps the best weights (numpy arrays, ``np.savez``)
 BEST_WEIGHTS_SUFFIX = ".npz"
+
+# -- random states --------------------------------------------------------------------------------
+# Keras draws its shuffles and dropout masks from Python's and numpy's generators, Keras' global
+# SeedGenerator, the layers' own SeedGenerators (model variables that Keras does not save; the JAX
+# backend draws unseeded dropout from them) and, on the torch backend, torch's global generator.
+# Their states travel inside each checkpoint file, so that the file alone resumes a run exactly: a
+# ``.keras`` zip gets one more member, an HDF5 file (``.h5``, ``.weights.h5``) one more root
+# attribute; Keras' loaders read neither.
+
+_RNG_MEMBER = "trainctl-rng.json"  # in a .keras zip
+_RNG_ATTRIBUTE = "trainctl_rng"  # on an HDF5 file's root
+
+
+def _seed_states(model: Any) -> list[Any]:
+    """The state variables of the model's layers' SeedGenerators, in the model's order."""
+    return [
+        v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")
+    ]
+
+
+def rng_state(model: Any) -> dict[str, Any]:
+    """The random states a resumed ``fit`` of ``model`` needs, as plain JSON data."""
+    import random
+
+    from keras.src.random.seed_generator import global_seed_generator
+
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached)],
+        "keras": np.asarray(global_seed_generator().state.numpy()).tolist(),
+        "layers": [np.asarray(v.numpy()).tolist() for v in _seed_states(model)],
+        "torch": None,
+    }
+    if keras.backend.backend() == "torch":
+        import base64
+
+        import torch
+
+        state["torch"] = base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any], model: Any) -> None:
+    """Restore what :func:`rng_state` saved (torch's only on the torch backend; the layers'
+    generators only into a model with as many as the saved one)."""
+    import random
+
+    from keras.src.random.seed_generator import global_seed_generator
+
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    generator = global_seed_generator()
+    generator.state.assign(np.asarray(state["keras"], dtype=generator.state.dtype))
+    layers = _seed_states(model)
+    saved_layers = state.get("layers", [])
+    if len(layers) == len(saved_layers):
+        for variable, value in zip(layers, saved_layers, strict=True):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+    else:
+        warnings.warn(
+            f"the checkpoint holds the random states of {len(saved_layers)} layer seed "
+            f"generator(s) but the model has {len(layers)}: theirs are not restored",
+            UserWarning,
+            stacklevel=3,
+        )
+    saved = state.get("torch")
+    if saved is not None and keras.backend.backend() == "torch":
+        import base64
+
+        import torch
+
+        raw = np.frombuffer(base64.b64decode(saved), dtype=np.uint8).copy()
+        torch.set_rng_state(torch.from_numpy(raw))
+
+
+def _embed_rng(path: Path, state: Mapping[str, Any]) -> None:
+    import json
+
+    text = json.dumps(state)
+    if _is_zip(path):
+        import zipfile
+
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr(_RNG_MEMBER, text)
+    else:
+        import h5py  # type: ignore[import-untyped]
+
+        with h5py.File(path, "a") as f:
+            f.attrs[_RNG_ATTRIBUTE] = text
+
+
+def _read_rng(path: Path) -> dict[str, Any] | None:
+    import json
+
+    if _is_zip(path):
+        import zipfile
+
+        with zipfile.ZipFile(path) as archive:
+            if _RNG_MEMBER not in archive.namelist():
+                return None
+            loaded: dict[str, Any] = json.loads(archive.read(_RNG_MEMBER))
+            return loaded
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        text = f.attrs.get(_RNG_ATTRIBUTE)
+    if text is None:
+        return None
+    loaded = json.loads(text)
+    return loaded
+
+
+def _is_zip(path: Path) -> bool:
+    """Whether Keras writes ``path`` as a ``.keras`` zip (else HDF5)."""
+    return str(path).endswith(".keras")
 _MODEL_SUFFIXES = (".keras", ".h5")
 
 
@@ -949,6 +1069,8 @@ class _KerasBackend:
             model.save_weights(str(path), overwrite=True)
         else:
             model.save(str(path), overwrite=True)
+        if self._owner.save_rng:
+            _embed_rng(path, rng_state(model))
 
     def write_best(self, path: Path) -> None:
         weights = self._owner.runner.best_weights
@@ -988,6 +1110,11 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
         verbose: 1 prints each decision's explanation when it changes something.
         overwrite: let a fresh run write into a directory that holds another run's checkpoints
             (refused otherwise: resume it, or use another directory).
+        save_rng: keep the random states (Python's, numpy's, Keras' global ``SeedGenerator``,
+            the layers' own ``SeedGenerator`` states, which Keras' files leave out, and, on the
+            torch backend, torch's) inside every checkpoint file and restore them when a resumed
+            ``fit`` begins, so that shuffling and dropout continue as in an uninterrupted run, on
+            the torch and JAX backends alike (``False``: leave them alone).
 
     Epochs without validation (``fit(validation_freq=n)``) are still rounds: the policies that
     monitor a ``val_`` metric skip them without a change (as Keras' callbacks do), the others
@@ -1008,12 +1135,15 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
         save_weights_only: bool = False,
         verbose: int = 0,
         overwrite: bool = False,
+        save_rng: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(controller, Controller):
             raise TypeError(
                 f"'controller' must be a trainctl.Controller, got {type(controller).__name__}"
             )
+        self.save_rng = check_bool("save_rng", save_rng)
+        self._rng: dict[str, Any] | None = None
         self.controller = controller
         self.save_weights_only = bool(save_weights_only)
         self.verbose = verbose
@@ -1079,9 +1209,9 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
         the run had stopped (``fit`` then trains nothing), ``resume.fresh`` that the store was
         empty. Call it before ``fit``.
 
-        Keras' random state is not saved (its ``SeedGenerator`` states live in the model's
-        variables, which the checkpoint restores; Python's and numpy's global generators are
-        not): a resumed ``fit`` with ``shuffle=True`` or dropout draws different batches.
+        With ``save_rng`` (the default), the random states saved in the checkpoint are restored
+        when ``fit`` begins: shuffled batches and dropout masks continue as in an uninterrupted
+        run.
         """
         runner = self.runner
         name = runner.latest()
@@ -1099,8 +1229,10 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
         opt = getattr(model, "optimizer", None)
         if opt is not None and not opt.built:
             opt.build(model.trainable_variables)
+        rng = _read_rng(store.path(name)) if self.save_rng else None
         model.load_weights(str(store.path(name)))
         self.controller.load_state_dict(state)
+        self._rng = rng
         runner.best_weights = None
         best = runner.best_entry()
         if best in store:
@@ -1154,6 +1286,10 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
             epochs = int((self.params or {}).get("epochs", resumed.epoch))
             self.model._initial_epoch = epochs if resumed.stopped else resumed.epoch
             self._resumed = None
+        if self._rng is not None:
+            # after fit's own set-up: the next draws are the resumed epoch's
+            set_rng_state(self._rng, self.model)
+            self._rng = None
         lr = self.controller.lr
         if lr is not None and self.controller.owns_lr:
             self.runner.set_rates(lr)

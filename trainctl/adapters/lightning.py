@@ -127,6 +127,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from .. import Controller, Decision
 from .. import EarlyStopping as CoreEarlyStopping
 from .. import EarlyStoppingState as CoreEarlyStoppingState
+from .._validation import check_bool
 from ..effects import EffectsRunner, FreshRunError, Resume
 from ..storage import CheckpointStore
 from .torch import (
@@ -203,11 +204,7 @@ class ControllerCallback(pl.Callback):
             )
         if not isinstance(name, str) or not name:
             raise ValueError(f"'name' must be a non-empty str, got {name!r}")
-        for flag_name, flag in (("save_rng", save_rng), ("overwrite", overwrite)):
-            if not isinstance(flag, bool):
-                raise TypeError(
-                    f"'{flag_name}' must be a bool, got {type(flag).__name__} {flag!r}"
-                )
+        save_rng, overwrite = check_bool("save_rng", save_rng), check_bool("overwrite", overwrite)
         self.controller = controller
         self.dirpath = None if dirpath is None else Path(dirpath)
         self.weights_only = bool(weights_only)

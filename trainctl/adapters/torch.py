@@ -301,6 +301,7 @@ class TorchController:
         overwrite: bool = False,
     ) -> None:
         from trainctl import Controller, TerminateOnNaN
+        from trainctl._validation import check_bool
         from trainctl.effects import EffectsRunner
 
         if not isinstance(controller, Controller):
@@ -323,9 +324,7 @@ class TorchController:
                 "'extra_state' must be a callable returning a dict, got "
                 f"{type(extra_state).__name__}"
             )
-        for name, flag in (("save_rng", save_rng), ("overwrite", overwrite)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"'{name}' must be a bool, got {type(flag).__name__} {flag!r}")
+        save_rng, overwrite = check_bool("save_rng", save_rng), check_bool("overwrite", overwrite)
         self.controller = controller
         self.model = model
         self.optimizer = self._optimizers[0]
