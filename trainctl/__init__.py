@@ -9,12 +9,13 @@ out in Keras, PyTorch and Lightning. ``import trainctl`` imports no ML framework
 from . import effects, schedules, storage
 from ._checkpoint import CheckpointDecision, CheckpointPolicy, CheckpointState, KeptCheckpoint
 from ._controller import Controller, ControllerStatistics, StoppedDetail, simulate
-from ._decisions import EVENTS, Decision, Reason, SaveRequest, epoch_text
+from ._decisions import EVENTS, Decision, Reason, SaveRequest, epoch_number, epoch_text
 from ._early_stopping import EarlyStopping, EarlyStoppingDecision, EarlyStoppingState
 from ._log import DecisionLog, LogError, read_log
 from ._monitor import Comparison, MetricNotFoundError, Monitor, infer_direction, read_metric
 from ._nan import NaNDecision, NaNState, TerminateOnNaN
 from ._plateau import PlateauDecision, PlateauState, ReduceLROnPlateau
+from ._printer import Printer
 from ._policy import DECISION_FIELDS, Observation, Policy
 from ._rebuild import ExpressionError, parse_call, register_policy
 from ._state import StateError
@@ -63,6 +64,7 @@ __all__ = [
     "PlateauDecision",
     "PlateauState",
     "Policy",
+    "Printer",
     "Reason",
     "RecoveryReport",
     "ReduceLROnPlateau",
@@ -72,6 +74,7 @@ __all__ = [
     "TerminateOnNaN",
     "__version__",
     "effects",
+    "epoch_number",
     "epoch_text",
     "infer_direction",
     "parse_call",

@@ -75,7 +75,7 @@ from ._policy import _DECLARED as _FIELDS
 from ._policy import Clock, Observation, decision_fields, make_observation
 from ._rates import group_rate, reduced_rate, schedule_rate, scheduled_rate
 from ._state import StateError, decode_float
-from ._validation import check_finite, check_int
+from ._validation import check_bool, check_finite, check_int
 
 __all__ = ["Controller", "ControllerStatistics", "StoppedDetail", "simulate"]
 
@@ -247,8 +247,12 @@ class Controller:
         warn_missing: warn (once per policy) when a monitored metric is missing from a round;
             ``False`` leaves it to the caller (the Keras drop-ins print Keras' own text, every
             epoch, from the decision's ``"missing_metric"`` event).
-        log: a :class:`~trainctl.DecisionLog` (or any callable taking each decision): every
-            decision is appended to it, and a loaded state (a resumed run) rewinds it.
+        log: where every decision goes: a :class:`~trainctl.DecisionLog`, a
+            :class:`~trainctl.Printer`, any callable taking each decision, or a list of them.
+            A sink's optional ``start(description)`` is called here, its ``rewind(rounds,
+            optimizer_steps)`` when a state is loaded (a resumed run).
+        verbose: ``True`` adds a :class:`~trainctl.Printer` (one line per round on stdout)
+            to the sinks.
 
     Numbers may be numpy scalars. A Controller belongs to one thread.
 
@@ -274,6 +278,7 @@ class Controller:
         schedule_clock: Literal["optimizer_step", "round"] = "optimizer_step",
         warn_missing: bool = True,
         log: Any = None,
+        verbose: bool = False,
     ) -> None:
         for i, p in enumerate(policies):
             _check_policy(i, p)
@@ -303,10 +308,7 @@ class Controller:
         self._floors: dict[int | None, tuple[float, ...]] = {}
         if base is not None:
             self._floor(_shape(base))  # a per-group min_lr of the wrong length fails now
-        if not isinstance(warn_missing, bool):
-            raise TypeError(
-                f"'warn_missing' must be a bool, got {type(warn_missing).__name__} {warn_missing!r}"
-            )
+        warn_missing = check_bool("warn_missing", warn_missing)
         self._warn_missing_flag = warn_missing
         entries = [
             (i, p, bool(getattr(p, "stop_is_final", True)),
@@ -322,14 +324,23 @@ class Controller:
         self._warned: set[tuple[str, str]] = set()
         # set while a call runs: a second call entering meanwhile (another thread) is refused
         self._busy = False
-        if log is not None and not callable(log):
-            raise TypeError(
-                f"'log' must be a trainctl.DecisionLog (or a callable taking each decision), got "
-                f"{type(log).__name__}"
-            )
-        self._log = log
+        sinks = list(log) if isinstance(log, (list, tuple)) else ([] if log is None else [log])
+        for i, sink in enumerate(sinks):
+            if not callable(sink):
+                where = "'log'" if len(sinks) == 1 and not isinstance(log, (list, tuple)) else (
+                    f"'log'[{i}]"
+                )
+                raise TypeError(
+                    f"{where} must be a trainctl.DecisionLog, a trainctl.Printer or a callable "
+                    f"taking each decision, got {type(sink).__name__}"
+                )
+        if check_bool("verbose", verbose):
+            from ._printer import Printer
+
+            sinks.append(Printer())
+        self._log: Any = sinks[0] if len(sinks) == 1 else (_Sinks(sinks) if sinks else None)
         self.reset()
-        start = getattr(log, "start", None)
+        start = getattr(self._log, "start", None)
         if start is not None:
             start(self.describe())
 
@@ -952,6 +963,29 @@ class Controller:
 
 
 _QUIET_EVENTS = frozenset({"missing_metric", "finite"})
+
+
+class _Sinks:
+    """Several decision sinks as one: each decision, ``start`` and ``rewind`` go to all."""
+
+    def __init__(self, sinks: Sequence[Any]) -> None:
+        self.sinks = tuple(sinks)
+
+    def __call__(self, decision: Decision) -> None:
+        for sink in self.sinks:
+            sink(decision)
+
+    def start(self, description: Mapping[str, Any]) -> None:
+        for sink in self.sinks:
+            start = getattr(sink, "start", None)
+            if start is not None:
+                start(description)
+
+    def rewind(self, rounds: int, optimizer_steps: int) -> None:
+        for sink in self.sinks:
+            rewind = getattr(sink, "rewind", None)
+            if rewind is not None:
+                rewind(rounds, optimizer_steps)
 _NO_METRICS: Mapping[str, Any] = MappingProxyType({})
 
 

@@ -20,10 +20,10 @@ import numpy as np
 
 from ._checkpoint import CheckpointPolicy
 from ._controller import Controller
-from ._decisions import epoch_number
 from ._early_stopping import EarlyStopping
 from ._nan import TerminateOnNaN
 from ._plateau import ReduceLROnPlateau
+from ._printer import Printer
 from .schedules import constant, warmup
 from .storage import CheckpointStore
 
@@ -113,6 +113,7 @@ def run_demo(
         CheckpointPolicy(monitor="val_loss", save_top_k=2, keep_last_n=1,
                          filename="epoch{epoch:03d}-{val_loss:.4f}", extension=".npz"),
         schedule=warmup(constant(0.3), warmup_steps=30, start_lr=0.03),
+        log=Printer(out, style="plain"),  # the table below: one line per epoch, and why
     )
     store = CheckpointStore(checkpoint_dir)
     store.recover()
@@ -122,14 +123,11 @@ def run_demo(
     out(f"  schedule={ctl.schedule!r} (per optimizer step; plateau reductions multiply it)")
     out(f"  checkpoints in {checkpoint_dir}")
     out("")
-    out(f"{'epoch':>5}  {'loss':>7}  {'val_loss':>8}  {'val_acc':>7}  {'lr':>8}  decision")
     best_params = {k: v.copy() for k, v in params.items()}
     history: list[dict[str, float]] = []
     batch = 30
     started = time.perf_counter()
-    for epoch in range(epochs):
-        epoch_lr = ctl.lr
-        assert isinstance(epoch_lr, float)
+    for _ in range(epochs):
         order = rng.permutation(len(x_train))
         stop = False
         for start in range(0, len(order), batch):
@@ -156,20 +154,9 @@ def run_demo(
                 decision.save.name, functools.partial(_write_npz, params=params),  # written now
                 metrics=metrics, state=ctl.state_dict(), delete=decision.delete,
             )
-        events = [r for r in decision.reasons if r.event not in ("finite", "missing_metric")]
-        headline = ", ".join(sorted({r.event for r in events}))
-        out(
-            f"{epoch_number(epoch):>5}  {loss:7.4f}  {val_loss:8.4f}  {val_acc:7.3f}  "
-            f"{epoch_lr:8.2e}  {headline}"
-        )
-        for r in events:
-            if r.event in ("reduced_lr", "patience_exhausted", "non_finite", "at_min_lr"):
-                out(f"{'':>7}-> {r}")
         if decision.stop or stop:
             break
-    final = ctl.finish()
-    for r in final.reasons:
-        out(f"{'':>7}-> {r}")
+    final = ctl.finish()  # the printer shows its reasons (the restored best)
     if final.restore_best:
         params = best_params
     val_loss, val_acc = _loss_and_acc(params, x_val, y_val)
