@@ -10,15 +10,19 @@ epochs, one thread) on the same data from the same initial weights, with the sam
 - trainctl: ``TorchController(Controller(TerminateOnNaN, ReduceLROnPlateau, EarlyStopping,
   schedule=warmup(cosine)))``, ``loop.optimizer_step(loss)`` after every batch (with a per-step
   NaN check of the loss, which the torch loop does not do) and ``loop.step(metrics)`` after every
-  epoch.
+  epoch;
+- trainctl + log: the same, with a :class:`trainctl.DecisionLog` recording every round to a file.
 
-The two variants alternate, REPEAT times each; the ratio of the best (least disturbed) times is
-printed. Target (issue 5): ratio <= 1.02. Run: python benchmarks/bench_torch_loop.py
+The variants alternate, REPEAT times each; the ratios of the best (least disturbed) times are
+printed. Targets: ratio <= 1.02 (issue 5), and still <= 1.02 with per-round logging (issue 14).
+The per-step cost of the control alone is printed too, with and without per-step logging.
+Run: python benchmarks/bench_torch_loop.py
 """
 
 from __future__ import annotations
 
 import re
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -51,7 +55,7 @@ def model() -> nn.Module:
                          nn.Linear(256, 1))
 
 
-def run(variant: str) -> float:
+def run(variant: str, log_dir: str = "") -> float:
     x, y, xv, yv = data()
     net = model()
     opt = torch.optim.AdamW(net.parameters(), lr=LR)
@@ -85,9 +89,9 @@ def run(variant: str) -> float:
             trainctl.TerminateOnNaN(),
             trainctl.ReduceLROnPlateau(monitor="val_loss", patience=2, factor=0.5, rules="torch"),
             trainctl.EarlyStopping(monitor="val_loss", patience=100),
-            schedule=trainctl.schedules.warmup(
-                trainctl.schedules.cosine(LR, total - BATCHES), BATCHES, start_lr=LR * 1e-3
-            ),
+            schedule=trainctl.schedules.warmup_cosine(LR, total, BATCHES, start_lr=LR * 1e-3),
+            log=trainctl.DecisionLog(f"{log_dir}/decisions.jsonl") if variant.endswith("log")
+            else None,
         )
         loop = TorchController(ctl, net, opt)
 
@@ -116,32 +120,38 @@ def run(variant: str) -> float:
 
 def main() -> None:
     torch.set_num_threads(1)
-    run("torch")
-    run("trainctl")  # warm-up: imports, allocator
-    times: dict[str, list[float]] = {"torch": [], "trainctl": []}
-    for _ in range(REPEAT):
-        for variant in ("torch", "trainctl"):
-            times[variant].append(run(variant))
-    best_torch, best_ours = min(times["torch"]), min(times["trainctl"])
+    variants = ("torch", "trainctl", "trainctl+log")
+    with tempfile.TemporaryDirectory() as log_dir:
+        for variant in variants:
+            run(variant, log_dir)  # warm-up: imports, allocator
+        times: dict[str, list[float]] = {v: [] for v in variants}
+        for _ in range(REPEAT):
+            for variant in variants:
+                times[variant].append(run(variant, log_dir))
+    best = {v: min(t) for v, t in times.items()}
     steps = EPOCHS * BATCHES
-    ratio = best_ours / best_torch
-    torch_us, ours_us = best_torch / steps * 1e6, best_ours / steps * 1e6
     print(f"training loop, {steps} steps, best of {REPEAT}:")
-    print(f"  torch schedulers : {best_torch * 1e3:8.1f} ms  ({torch_us:6.1f} us/step)")
-    print(f"  trainctl         : {best_ours * 1e3:8.1f} ms  ({ours_us:6.1f} us/step)")
-    sched_us, ctl_us = per_step_cost()
+    for variant, label in zip(variants, ("torch schedulers", "trainctl", "trainctl + log"),
+                              strict=True):
+        print(f"  {label:<17}: {best[variant] * 1e3:8.1f} ms  "
+              f"({best[variant] / steps * 1e6:6.1f} us/step)")
+    sched_us, ctl_us, logged_us = per_step_cost()
     print(f"  per-step control alone: torch SequentialLR.step {sched_us:.1f} us, "
-          f"trainctl optimizer_step(loss) {ctl_us:.1f} us")
-    print(f"  ratio trainctl / torch: {ratio:.3f}  (target <= 1.02: "
-          f"{'OK' if ratio <= 1.02 else 'MISSED'})")
+          f"trainctl optimizer_step(loss) {ctl_us:.1f} us, with every step logged "
+          f"{logged_us:.1f} us")
+    for variant in variants[1:]:
+        ratio = best[variant] / best["torch"]
+        print(f"  ratio {variant} / torch: {ratio:.3f}  (target <= 1.02: "
+              f"{'OK' if ratio <= 1.02 else 'MISSED'})")
 
 
-def per_step_cost(n: int = 20_000) -> tuple[float, float]:
-    """Microseconds per call of the per-step control alone (no training), best of REPEAT."""
+def per_step_cost(n: int = 20_000) -> tuple[float, float, float]:
+    """Microseconds per call of the per-step control alone (no training), best of REPEAT:
+    torch's scheduler, trainctl's, and trainctl's with a DecisionLog(steps=True)."""
     net = model()
     opt = torch.optim.AdamW(net.parameters(), lr=LR)
     loss = torch.tensor(0.5)
-    best = [float("inf"), float("inf")]
+    best = [float("inf"), float("inf"), float("inf")]
     warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
     for _ in range(REPEAT):
         sched = torch.optim.lr_scheduler.SequentialLR(
@@ -154,16 +164,22 @@ def per_step_cost(n: int = 20_000) -> tuple[float, float]:
         for _ in range(n):
             sched.step()
         best[0] = min(best[0], time.perf_counter() - t0)
-        ctl = trainctl.Controller(
-            trainctl.TerminateOnNaN(),
-            schedule=trainctl.schedules.warmup(trainctl.schedules.cosine(LR, n), n // 2),
-        )
-        loop = TorchController(ctl, net, opt)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            loop.optimizer_step(loss)
-        best[1] = min(best[1], time.perf_counter() - t0)
-    return best[0] / n * 1e6, best[1] / n * 1e6
+        for k in (1, 2):
+            with tempfile.TemporaryDirectory() as log_dir:
+                log = trainctl.DecisionLog(f"{log_dir}/steps.jsonl", steps=True) if k == 2 else None
+                ctl = trainctl.Controller(
+                    trainctl.TerminateOnNaN(),
+                    schedule=trainctl.schedules.warmup_cosine(LR, n + n // 2, n // 2),
+                    log=log,
+                )
+                loop = TorchController(ctl, net, opt)
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    loop.optimizer_step(loss)
+                best[k] = min(best[k], time.perf_counter() - t0)
+                if log is not None:
+                    log.close()
+    return best[0] / n * 1e6, best[1] / n * 1e6, best[2] / n * 1e6
 
 if __name__ == "__main__":
     main()

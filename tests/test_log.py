@@ -86,6 +86,27 @@ def test_optimizer_steps_are_off_by_default_or_thinned(tmp_path: Path) -> None:
         DecisionLog(tmp_path / "x.jsonl", steps=0)
 
 
+def test_step_records_are_on_disk_once_a_round_or_a_checkpoint_follows(tmp_path: Path) -> None:
+    """Step records may wait in a buffer, but never past the next round or checkpoint: a crash
+    (no close()) keeps every record a resume would keep."""
+    log = DecisionLog(tmp_path / "steps.jsonl", steps=True)
+    ctl = make(log)
+    run(ctl, STREAM[:2])  # 2 rounds, 3 steps each; the file is read without closing the log
+    on_disk = [(r["clock"], r["optimizer_steps"]) for r in read_log(log.path)]
+    assert on_disk == [("optimizer_step", 1), ("optimizer_step", 2), ("optimizer_step", 3),
+                       ("round", 3), ("optimizer_step", 4), ("optimizer_step", 5),
+                       ("optimizer_step", 6), ("round", 6)]
+    saving = DecisionLog(tmp_path / "saving.jsonl", steps=True)
+    ctl = trainctl.Controller(
+        trainctl.CheckpointPolicy(every_n_steps=2), lr=0.1, log=saving
+    )
+    for _ in range(5):
+        ctl.optimizer_step({"loss": 0.5})
+    assert 4 in [r["optimizer_steps"] for r in read_log(saving.path)]  # the last save
+    log.close()
+    saving.close()
+
+
 def test_a_resumed_run_rewrites_its_log_to_equal_an_uninterrupted_one(tmp_path: Path) -> None:
     whole_log = DecisionLog(tmp_path / "whole.jsonl")
     whole = make(whole_log)

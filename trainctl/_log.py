@@ -17,7 +17,10 @@ Theory of operation
   record, rewriting the file atomically (temporary file, fsync, rename). The records the
   resumed run appends then make the log equal to an uninterrupted run's.
 - **Optimizer steps.** Off by default (``steps=False``). ``steps=True`` records every step;
-  ``steps=n`` every ``n``-th, plus any step that stops training or writes a checkpoint.
+  ``steps=n`` every ``n``-th, plus any step that stops training or writes a checkpoint. Step
+  records are buffered and reach the file with the next round, stop, checkpoint or end record
+  (or when the buffer fills): a crash can lose only records after the last checkpoint, which a
+  resume drops anyway.
 - **Header.** The first line describes the controller (its policies' configurations, schedule
   and base rate), so a log can be read on its own (``trainctl inspect``, ``trainctl replay``).
 - **CSV.** A path ending in ``.csv`` (or ``format="csv"``) writes a table instead: clocks,
@@ -113,12 +116,16 @@ class DecisionLog:
             every = self._every
             if not every:
                 return
-            if decision.optimizer_steps % every and not (
-                decision.stop or decision.save is not None or decision.last is not None
-            ):
+            loud = decision.stop or decision.save is not None or decision.last is not None
+            if not loud:
+                if decision.optimizer_steps % every:
+                    return
+                # a quiet step: buffered, flushed with the next round, stop, save or end
+                # record (a crash loses only records after the last checkpoint, which a resume
+                # drops anyway)
+                self._append(decision.to_dict(), flush=False)
                 return
-        record = decision.to_dict()
-        self._append(record)
+        self._append(decision.to_dict())
 
     __call__ = write
 
@@ -183,7 +190,7 @@ class DecisionLog:
             self._file = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
         return self._file
 
-    def _append(self, record: dict[str, Any]) -> None:
+    def _append(self, record: dict[str, Any], *, flush: bool = True) -> None:
         if self.format == "csv":
             row = _csv_row(record)
             if any(k not in self._columns for k in row):
@@ -194,7 +201,8 @@ class DecisionLog:
             line = json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n"
         f = self._open()
         f.write(line)
-        f.flush()
+        if flush:
+            f.flush()
 
     def _rewrite(self, body: list[dict[str, Any]]) -> None:
         """Replace the log with header + ``body``, atomically."""
