@@ -3,10 +3,11 @@
 Policies (early stopping, plateau learning-rate reduction, a NaN guard, checkpoint retention) take
 metric dicts and return decisions that explain themselves; a :class:`Controller` composes them
 behind ``decision = ctl.step(metrics)``; thin adapters in ``trainctl.adapters`` carry the decisions
-out in Keras, PyTorch and Lightning. ``import trainctl`` imports no ML framework.
+out in Keras, PyTorch, Lightning and Hugging Face Transformers; :mod:`trainctl.replay` replays
+and sweeps policies over logged runs. ``import trainctl`` imports no ML framework.
 """
 
-from . import effects, schedules, storage
+from . import effects, replay, schedules, storage
 from ._checkpoint import CheckpointDecision, CheckpointPolicy, CheckpointState, KeptCheckpoint
 from ._controller import Controller, ControllerStatistics, StoppedDetail, simulate
 from ._decisions import EVENTS, Decision, Reason, SaveRequest, epoch_number, epoch_text
@@ -15,8 +16,9 @@ from ._log import DecisionLog, LogError, read_log
 from ._monitor import Comparison, MetricNotFoundError, Monitor, infer_direction, read_metric
 from ._nan import NaNDecision, NaNState, TerminateOnNaN
 from ._plateau import PlateauDecision, PlateauState, ReduceLROnPlateau
-from ._printer import Printer
 from ._policy import DECISION_FIELDS, Observation, Policy
+from ._prechelt import GL, PQ, UP
+from ._printer import Printer
 from ._rebuild import ExpressionError, parse_call, register_policy
 from ._state import StateError
 from .storage import (
@@ -35,6 +37,9 @@ __version__ = "0.1.0"
 __all__ = [
     "DECISION_FIELDS",
     "EVENTS",
+    "GL",
+    "PQ",
+    "UP",
     "CheckpointCorruptError",
     "CheckpointDecision",
     "CheckpointEntry",
@@ -81,6 +86,7 @@ __all__ = [
     "read_log",
     "read_metric",
     "register_policy",
+    "replay",
     "schedules",
     "simulate",
     "storage",

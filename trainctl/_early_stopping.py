@@ -108,6 +108,14 @@ def _n(count: int, noun: str) -> str:
 _g = number_text
 
 
+
+def hf_resets(value: Any, best: Any, min_delta: float) -> Any:
+    """Hugging Face's counter test: an improvement resets the counter only when it moves by
+    more than ``min_delta``, compared as given (its sign kept: a negative one resets on every
+    strict improvement). On floats and numpy arrays alike (the replay's kernels call it)."""
+    return abs(value - best) > min_delta
+
+
 class EarlyStoppingState(NamedTuple):
     """Plain-data state of :class:`EarlyStopping`.
 
@@ -522,7 +530,7 @@ class EarlyStopping:
         better = bool(self.monitoring.beyond(v, ref))  # the Trainer's best_metric: no threshold
         # the callback's counter resets only on an improvement beyond the threshold (its sign
         # as given: a negative one resets on every strict improvement)
-        beyond = best is None or (better and abs(v - ref) > self.min_delta)
+        beyond = best is None or (better and hf_resets(v, ref, self.min_delta))
         wait = 0 if beyond else state.wait + 1
         new = state._replace(
             best=v if better else ref, best_epoch=epoch if better else state.best_epoch, wait=wait

@@ -61,11 +61,9 @@ def _load_builtins() -> None:
         _checkpoint.CheckpointPolicy,
     ):
         _POLICIES.setdefault(cls.__name__, cls)
-    try:  # the stopping criteria of the replay module, when it is there
-        from . import _prechelt  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    for name in getattr(_prechelt, "__all__", ()):
+    from . import _prechelt  # Prechelt's stopping criteria (GL, PQ, UP)
+
+    for name in _prechelt.__all__:
         cls = getattr(_prechelt, name)
         if isinstance(cls, type) and hasattr(cls, "update"):
             _POLICIES.setdefault(name, cls)
