@@ -7,12 +7,17 @@ A small MLP learns a noisy synthetic two-moons problem. One trainctl Controller 
 - early stopping that restores the best weights;
 - a NaN guard on the per-step loss;
 - checkpoints (best 2 by validation loss + a rolling ``last``) written crash-safely, with the
-  controller's state inside, so that ``--resume`` continues exactly where a killed run stopped.
+  controller's state inside, so that ``--resume`` continues exactly where a killed run stopped;
+- a decision log, ``decisions.jsonl`` beside the checkpoints: every round's metrics, rates and
+  reasons. A resumed run rewinds it to its checkpoint and carries on, so that it ends equal to
+  the log of an uninterrupted run.
 
 Run::
 
     python examples/torch_loop.py --dir /tmp/run            # train (about 5 s on a laptop CPU)
     python examples/torch_loop.py --dir /tmp/run --resume   # continue from the last checkpoint
+    python -m trainctl inspect /tmp/run                     # why it stopped, best epoch, resume
+    python -m trainctl plot /tmp/run/decisions.jsonl -o run.png
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import math
 import sys
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,6 +40,7 @@ from trainctl.adapters.torch import TorchController
 EPOCHS = 60
 BATCH = 64
 BASE_LR = 3e-3
+LOG_NAME = "decisions.jsonl"  # the decision log, beside the checkpoints
 
 
 def make_data(seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -53,7 +60,9 @@ def make_data(seed: int = 0) -> tuple[torch.Tensor, ...]:
     return x[:1024], y[:1024], x[1024:], y[1024:]
 
 
-def make_controller(steps_per_epoch: int) -> trainctl.Controller:
+def make_controller(
+    steps_per_epoch: int, log: trainctl.DecisionLog | None = None
+) -> trainctl.Controller:
     total = EPOCHS * steps_per_epoch
     schedule = trainctl.schedules.warmup_cosine(  # total_steps counts the warmup
         BASE_LR, total, warmup_steps=steps_per_epoch * 3, final_lr=BASE_LR / 100
@@ -67,6 +76,7 @@ def make_controller(steps_per_epoch: int) -> trainctl.Controller:
             filename="epoch{epoch:03d}-{val_loss:.4f}", extension=".pt",
         ),
         schedule=schedule,
+        log=log,
     )
 
 
@@ -77,23 +87,33 @@ def train(
     seed: int = 0,
     out: Callable[[str], None] = print,
     after_step: Callable[[int], None] | None = None,
+    log: bool = True,
 ) -> dict[str, Any]:
-    """Train (or continue training) in ``directory``; return a summary of the run."""
+    """Train (or continue training) in ``directory``; return a summary of the run.
+
+    ``log`` writes the decision log ``decisions.jsonl`` in ``directory``."""
     torch.manual_seed(seed)
     xtr, ytr, xva, yva = make_data(seed)
     steps_per_epoch = len(xtr) // BATCH
     model = nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
                           nn.Linear(64, 1))
     optimizer = torch.optim.AdamW(model.parameters(), lr=BASE_LR, weight_decay=1e-4)
-    ctl = make_controller(steps_per_epoch)
+    decisions = trainctl.DecisionLog(Path(directory) / LOG_NAME) if log else None
+    ctl = make_controller(steps_per_epoch, decisions)
     loop = TorchController(ctl, model, optimizer, store=directory)
     start = 0
     if resume:
         resumed = loop.resume()  # model, optimizer, controller, best weights and random states
+        # loading the state rewinds the decision log to the checkpoint; with nothing to resume,
+        # the log starts over (dropping what a run killed before its first checkpoint logged)
         start = resumed.epoch
         if not resumed.fresh:
             out(f"resumed from {resumed.checkpoint}: epochs 1-{start} are done "
                 f"(lr {optimizer.param_groups[0]['lr']:.3g})")
+    else:
+        loop.runner.check_fresh()  # another run's checkpoints here: refused before any work
+        if decisions is not None:
+            decisions.rewind(0, 0)  # a fresh run's log starts over
     loss_fn = nn.BCEWithLogitsLoss()
     history: list[dict[str, Any]] = []
     decision = loop.last_decision
@@ -122,7 +142,7 @@ def train(
                         "events": [r.event for r in decision.reasons]})
         notes = [r.message for r in decision.reasons
                  if r.event in ("reduced_lr", "patience_exhausted", "non_finite")]
-        out(f"epoch {epoch:3d}  val_loss {val_loss:.4f}  acc {acc:.3f}  "
+        out(f"epoch {trainctl.epoch_number(epoch):3d}  val_loss {val_loss:.4f}  acc {acc:.3f}  "
             f"lr {optimizer.param_groups[0]['lr']:.2e}" + "".join(f"  | {n}" for n in notes))
         if decision.stop:
             break
@@ -131,6 +151,9 @@ def train(
         final = loss_fn(model(xva).squeeze(1), yva).item()
     out(f"finished: restored best weights: {end.restore_best}; final val_loss {final:.4f}")
     out("kept checkpoints: " + ", ".join(e.name for e in loop.store.entries))
+    if decisions is not None:
+        decisions.close()
+        out(f"decision log: {decisions.path}")
     return {
         "history": history,
         "final_val_loss": final,

@@ -1,10 +1,12 @@
 """Runs examples/torch_loop.py's train() in a subprocess that can be SIGKILLed at a chosen point.
 
-    python _torch_loop_worker.py DIR SUMMARY [--kill-step N] [--kill-save K]
+    python _torch_loop_worker.py DIR SUMMARY [--kill-step N] [--kill-save K] [--log]
 
 ``--kill-step N`` kills the process right after optimizer step N; ``--kill-save K`` kills it in
 the middle of writing the K-th checkpoint file (half of the bytes written). Without either, it
 trains (resuming from DIR if it holds a checkpoint) and writes a JSON summary to SUMMARY.
+``--log`` also writes the example's decision log (``DIR/decisions.jsonl``); off by default, so
+that DIR holds only the checkpoints and the manifest.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("summary")
     parser.add_argument("--kill-step", type=int, default=None)
     parser.add_argument("--kill-save", type=int, default=None)
+    parser.add_argument("--log", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -60,7 +63,7 @@ def main() -> None:
             _die()
 
     summary = torch_loop.train(args.directory, resume=True, out=lambda _: None,
-                               after_step=after_step)
+                               after_step=after_step, log=args.log)
     Path(args.summary).write_text(json.dumps(summary))
 
 

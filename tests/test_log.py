@@ -248,3 +248,29 @@ def test_the_parser_builds_policies_and_schedules() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert trainctl.parse_call("EarlyStopping( patience = 2 )").patience == 2
+
+
+def test_a_resume_that_finds_nothing_starts_the_log_over(tmp_path: Path) -> None:
+    """A run killed before its first checkpoint left records; the next run resumes nothing, so
+    its log must not continue those (every adapter's resume() goes through the runner)."""
+    torch = pytest.importorskip("torch")
+    from trainctl.adapters.torch import TorchController
+
+    def loop() -> tuple[TorchController, DecisionLog]:
+        log = DecisionLog(tmp_path / "decisions.jsonl")
+        net = torch.nn.Linear(2, 1)
+        ctl = trainctl.Controller(trainctl.EarlyStopping(patience=3), lr=0.1, log=log)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        return TorchController(ctl, net, opt, store=tmp_path / "ckpt"), log
+
+    first, log = loop()
+    for v in STREAM[:3]:
+        first.step({"val_loss": v})
+    log.close()
+    assert len(read_log(log.path)) == 3
+    second, log = loop()
+    assert second.resume().fresh
+    assert read_log(log.path) == []  # the header alone
+    second.step({"val_loss": 1.0})
+    log.close()
+    assert [r["round"] for r in read_log(log.path)] == [1]

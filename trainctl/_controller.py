@@ -352,6 +352,11 @@ class Controller:
         return self._policies
 
     @property
+    def log(self) -> Any:
+        """Where the decisions go (``log=``; several sinks as one), or ``None``."""
+        return self._log
+
+    @property
     def labels(self) -> tuple[str, ...]:
         """Each policy's label, in policy order (``Decision.detail(label)`` finds one)."""
         return self._labels

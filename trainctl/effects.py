@@ -249,11 +249,19 @@ class EffectsRunner:
             self._recovered = False
 
     def resumed_from(self, name: str | None) -> None:
-        """Record the checkpoint the run resumed from (protected until the first new save)."""
+        """Record the checkpoint the run resumed from (protected until the first new save).
+
+        ``None`` (nothing to resume: a fresh start) also rewinds the controller's decision log
+        to its start, dropping the records of a run that died before its first checkpoint; a
+        loaded state rewinds it to the checkpoint by itself."""
         self._resumed = name
         store = self.store if self.is_writer else None
         if name is not None and store is not None and name in store:
             store.protect(name)
+        if name is None and self.is_writer:
+            rewind = getattr(self.controller.log, "rewind", None)
+            if rewind is not None:
+                rewind(0, 0)
 
     def _agree(self, error: BaseException | None, what: str) -> None:
         agree: Callable[[BaseException | None, str], None] | None = getattr(
