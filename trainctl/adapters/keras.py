@@ -100,6 +100,22 @@ plateau, which Keras refuses), writes checkpoints through the crash-safe
     resumed = cb.resume(model)                  # a fresh start if the store is empty
     model.fit(x, y, validation_data=(vx, vy), epochs=epochs, callbacks=[cb])
     # fit starts at resumed.epoch by itself (and trains nothing if the run had stopped)
+
+Logs
+----
+Like Keras' own ``ReduceLROnPlateau`` and ``LearningRateScheduler``, the drop-in
+``ReduceLROnPlateau``, ``LearningRateScheduler`` and :class:`ControllerCallback` put the rate of
+the epoch into ``logs`` as ``learning_rate`` (``learning_rate_<optimizer name>`` for each
+optimizer of a multi-optimizer model), so History, ``CSVLogger`` and ``TensorBoard`` record it.
+``log_scalars=True`` (every drop-in, and :class:`ControllerCallback`) adds trainctl's decisions
+too, under a ``trainctl/`` prefix (:mod:`trainctl.adapters._scalars` lists the keys):
+``trainctl/stop``, each policy's numeric fields (``trainctl/EarlyStopping(val_loss)/wait``,
+``.../best``, ``.../best_epoch``) and one count per event (``trainctl/events/reduced_lr``). The
+keys are the same from the first epoch on, so ``CSVLogger`` (which fixes its columns at the first
+epoch) keeps them all. They are off by default because Keras prints every key of ``logs`` in its
+progress bar (``fit(verbose=1)``): about twenty more columns per epoch, and a drop-in must print
+what Keras' own callback prints. The ``trainctl/`` keys are never read back as metrics.
+``keras.callbacks.TensorBoard`` writes them through tensorflow, which it needs on every backend.
 """
 
 from __future__ import annotations
@@ -121,6 +137,8 @@ from trainctl import CheckpointPolicy, Controller, Decision
 from trainctl._validation import check_bool
 from trainctl.effects import EffectsRunner, Resume
 from trainctl.storage import CheckpointStore
+
+from ._scalars import ScalarTally, is_trainctl_key, merge_scalars
 
 __all__ = [
     "ControllerCallback",
@@ -191,9 +209,54 @@ def _optimizers(model: Any) -> tuple[list[Any], bool]:
     return [opt], False
 
 
+def _rate_keys(optimizers: list[Any], multi: bool, rates: list[float]) -> dict[str, float]:
+    """Keras' log keys for the rates: ``learning_rate``, or ``learning_rate_<optimizer name>``
+    for each optimizer of a multi-optimizer (as Keras' ``ReduceLROnPlateau`` writes them)."""
+    if multi:
+        return {f"learning_rate_{o.name}": r for o, r in zip(optimizers, rates, strict=True)}
+    return {"learning_rate": rates[0]}
+
+
 def _present(logs: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The logs without ``None`` values: Keras treats ``logs.get(monitor) is None`` as absent."""
-    return {k: v for k, v in (logs or {}).items() if v is not None}
+    """The metrics in the logs: without ``None`` values (Keras treats ``logs.get(monitor) is
+    None`` as absent) and without the ``trainctl/`` scalars that trainctl's callbacks add."""
+    return {
+        k: v for k, v in (logs or {}).items() if v is not None and not is_trainctl_key(k)
+    }
+
+
+class _EpochLogs:
+    """What one trainctl callback adds to Keras' epoch logs (``log_scalars``, see the module
+    docstring): ``tally`` collects the callback's decisions, :meth:`write` adds them."""
+
+    def __init__(self) -> None:
+        self.tally = ScalarTally()
+        # The logs written last, kept so that its id cannot be reused: the same dict handed in
+        # again (a callback driven by hand) holds this callback's own keys, to overwrite.
+        self._written: dict[str, Any] | None = None
+
+    def reset(self) -> None:
+        self.tally.reset()
+        self._written = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _EpochLogs):
+            return NotImplemented
+        return vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def write(self, logs: dict[str, Any] | None) -> None:
+        """Add the ``trainctl/`` scalars of the decisions since the last write to ``logs``,
+        merged with those of trainctl callbacks earlier in the list (``merge_scalars``)."""
+        if logs is None:
+            return
+        scalars = self.tally.scalars()
+        if logs is self._written:
+            logs.update(scalars)
+        else:
+            merge_scalars(logs, scalars)
+        self._written = logs
 
 
 def _missing(decision: Decision) -> bool:
@@ -233,6 +296,8 @@ class _DropIn(_Callback):  # type: ignore[misc]
     policy: Any
     controller: Controller | None
     last_decision: Decision | None
+    log_scalars: bool
+    _logs: _EpochLogs
     _pending: Any
     _built: Direction | None  # the direction the policy was made with (None: not built)
     _direction: Direction | None  # Keras' resolved monitor_op, as a direction
@@ -259,6 +324,7 @@ class _DropIn(_Callback):  # type: ignore[misc]
         self.policy = None
         self.controller = None
         self.last_decision = None
+        self._logs = _EpochLogs()
         self._built = None
         self._direction = None
         probe = self._make_policy("min" if mode == "auto" else mode)  # type: ignore[arg-type]
@@ -312,6 +378,12 @@ class _DropIn(_Callback):  # type: ignore[misc]
         if self.controller is not None:
             self.controller.reset()
         self.last_decision = None
+        self._logs.reset()
+
+    def _log(self, logs: dict[str, Any] | None) -> None:
+        """``log_scalars``: the epoch's ``trainctl/`` scalars into ``logs``."""
+        if self.log_scalars:
+            self._logs.write(logs)
 
     @property
     def monitor_op(self) -> Any:
@@ -387,8 +459,11 @@ class EarlyStopping(_PatienceDropIn):
         baseline: float | None = None,
         restore_best_weights: bool = False,
         start_from_epoch: int = 0,
+        *,
+        log_scalars: bool = False,
     ) -> None:
         super().__init__()
+        self.log_scalars = check_bool("log_scalars", log_scalars)
         self.mode = _check_mode(type(self).__name__, mode)
         self.monitor = monitor
         self.min_delta = abs(min_delta)
@@ -442,6 +517,7 @@ class EarlyStopping(_PatienceDropIn):
         ctl = self._resolve()
         decision = ctl.step(_present(logs), epoch=epoch)
         self.last_decision = decision
+        self._logs.tally.add(decision)
         if _missing(decision):
             warnings.warn(
                 f"Early stopping conditioned on metric `{self.monitor}` which is not available. "
@@ -452,6 +528,7 @@ class EarlyStopping(_PatienceDropIn):
             self.best_weights = self.model.get_weights()
         if decision.stop:
             self.model.stop_training = True
+        self._log(logs)
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         ctl = self.controller
@@ -509,9 +586,12 @@ class ReduceLROnPlateau(_PatienceDropIn):
         min_delta: float = 1e-4,
         cooldown: int = 0,
         min_lr: float = 0.0,
+        *,
+        log_scalars: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__()
+        self.log_scalars = check_bool("log_scalars", log_scalars)
         self.mode = _check_mode(type(self).__name__, mode)
         self.monitor = monitor
         self.min_delta = abs(min_delta)
@@ -560,13 +640,10 @@ class ReduceLROnPlateau(_PatienceDropIn):
         logs = logs if logs is not None else {}
         optimizers, multi = _optimizers(self.model)
         rates = [_read_lr(opt) for opt in optimizers]
-        if multi:
-            for opt, rate in zip(optimizers, rates, strict=True):
-                logs[f"learning_rate_{opt.name}"] = rate
-        else:
-            logs["learning_rate"] = rates[0]
+        logs.update(_rate_keys(optimizers, multi, rates))  # as Keras does, log_scalars or not
         decision = ctl.step(_present(logs), epoch=epoch, lr=tuple(rates) if multi else rates[0])
         self.last_decision = decision
+        self._logs.tally.add(decision)
         if _missing(decision):
             warnings.warn(
                 "Learning rate reduction is conditioned on metric "
@@ -574,6 +651,7 @@ class ReduceLROnPlateau(_PatienceDropIn):
                 f"are: {','.join(list(logs.keys()))}.",
                 stacklevel=2,
             )
+        self._log(logs)
         if not decision.lr_changed or decision.lr is None:
             return
         new_rates = decision.lr if isinstance(decision.lr, tuple) else (decision.lr,)
@@ -648,8 +726,11 @@ class ModelCheckpoint(_DropIn):
         mode: str = "auto",
         save_freq: str | int = "epoch",
         initial_value_threshold: float | None = None,
+        *,
+        log_scalars: bool = False,
     ) -> None:
         super().__init__()
+        self.log_scalars = check_bool("log_scalars", log_scalars)
         self.mode = _check_mode(type(self).__name__, mode)
         self.monitor = monitor
         self.verbose = verbose
@@ -730,10 +811,11 @@ class ModelCheckpoint(_DropIn):
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._current_epoch = epoch
 
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._resolve()
         if self.save_freq == "epoch":
             self._save_model(epoch, None, logs)
+        self._log(logs)
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self.save_freq == "epoch":
@@ -767,6 +849,7 @@ class ModelCheckpoint(_DropIn):
             self._keras_path(epoch, batch, logs)  # Keras' KeyError for a missing field
             raise
         self.last_decision = decision
+        self._logs.tally.add(decision)
         current = logs.get(self.monitor)
         path = None
         if decision.save is not None:
@@ -815,16 +898,19 @@ class TerminateOnNaN(_Callback):  # type: ignore[misc]
     decision of the batch that stopped training (``None`` otherwise).
     """
 
-    def __init__(self, raise_error: bool = False) -> None:
+    def __init__(self, raise_error: bool = False, *, log_scalars: bool = False) -> None:
         super().__init__()
         self.raise_error = raise_error
+        self.log_scalars = check_bool("log_scalars", log_scalars)
         self.policy = trainctl.TerminateOnNaN("loss", stop_is_final=False)
         self.controller = Controller(self.policy)
         self.last_decision: Decision | None = None
+        self._logs = _EpochLogs()
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         self.controller.reset()
         self.last_decision = None
+        self._logs.reset()
 
     def on_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         logs = logs or {}
@@ -832,6 +918,7 @@ class TerminateOnNaN(_Callback):  # type: ignore[misc]
         if loss is None:
             return
         decision = self.controller.optimizer_step({"loss": loss})
+        self._logs.tally.add(decision)
         if not decision.stop:
             return
         self.last_decision = decision
@@ -842,6 +929,10 @@ class TerminateOnNaN(_Callback):  # type: ignore[misc]
             )
         io_utils.print_msg(f"Batch {batch}: Invalid loss, terminating training")
         self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.log_scalars:
+            self._logs.write(logs)
 
 
 # -- LearningRateScheduler ----------------------------------------------------------------------
@@ -894,11 +985,7 @@ class LearningRateScheduler(_Callback):  # type: ignore[misc]
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs if logs is not None else {}
         optimizers, multi = _optimizers(self.model)
-        if multi:
-            for opt in optimizers:
-                logs[f"learning_rate_{opt.name}"] = _read_lr(opt)
-        else:
-            logs["learning_rate"] = _read_lr(optimizers[0])
+        logs.update(_rate_keys(optimizers, multi, [_read_lr(o) for o in optimizers]))
 
 
 # -- ControllerCallback -------------------------------------------------------------------------
@@ -1115,6 +1202,9 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
             torch backend, torch's) inside every checkpoint file and restore them when a resumed
             ``fit`` begins, so that shuffling and dropout continue as in an uninterrupted run, on
             the torch and JAX backends alike (``False``: leave them alone).
+        log_scalars: add trainctl's decisions to each epoch's ``logs`` under ``trainctl/``
+            keys (see "Logs" in the module docstring); off by default because ``fit``'s
+            progress bar prints every key of ``logs``.
 
     Epochs without validation (``fit(validation_freq=n)``) are still rounds: the policies that
     monitor a ``val_`` metric skip them without a change (as Keras' callbacks do), the others
@@ -1136,6 +1226,7 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
         verbose: int = 0,
         overwrite: bool = False,
         save_rng: bool = True,
+        log_scalars: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(controller, Controller):
@@ -1143,6 +1234,8 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
                 f"'controller' must be a trainctl.Controller, got {type(controller).__name__}"
             )
         self.save_rng = check_bool("save_rng", save_rng)
+        self.log_scalars = check_bool("log_scalars", log_scalars)
+        self._logs = _EpochLogs()
         self._rng: dict[str, Any] | None = None
         self.controller = controller
         self.save_weights_only = bool(save_weights_only)
@@ -1306,22 +1399,21 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
             epoch=self._epoch,
             time=time.monotonic() - self._t0,
         )
+        self._logs.tally.add(decision)
         if decision.stop:
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs if logs is not None else {}
         optimizers, multi = _optimizers(self.model)
-        rates = [_read_lr(o) for o in optimizers]
-        if multi:
-            for o, rate in zip(optimizers, rates, strict=True):
-                logs[f"learning_rate_{o.name}"] = rate
-        else:
-            logs["learning_rate"] = rates[0]
+        logs.update(_rate_keys(optimizers, multi, [_read_lr(o) for o in optimizers]))
         decision = self.runner.round(
             _present(logs), epoch=epoch, time=time.monotonic() - self._t0
         )
         self.decisions.append(decision)
+        self._logs.tally.add(decision)
+        if self.log_scalars:
+            self._logs.write(logs)
         if self.verbose > 0:
             text = decision.explain()
             if text:

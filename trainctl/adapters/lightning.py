@@ -106,6 +106,16 @@ Usage::
 with an ``lr_scheduler`` from ``configure_optimizers`` (the controller's rate is written after
 Lightning's schedulers step). A stop is final for the controller: if ``min_epochs`` keeps the
 Trainer running, the controller makes no further saves or rate changes.
+
+Logging: at every round ``ControllerCallback`` (``log_scalars=True``, the default) sends the
+Trainer's loggers (``logger.log_metrics``, on global rank 0; TensorBoard, CSV, W&B alike) the
+rate each param group trained at, named as ``LearningRateMonitor`` names it (``lr-SGD``,
+``lr-SGD/pg1``, ``lr-Adam-1``, a scheduler config's ``name``: :func:`lr_monitor_names`), and
+trainctl's decisions under ``trainctl/`` keys (``trainctl/stop``, each policy's numeric fields
+such as ``trainctl/EarlyStopping(val_loss)/wait``, one count per event such as
+``trainctl/events/reduced_lr``; :mod:`trainctl.adapters._scalars` lists them), at the step
+Lightning logs that epoch's metrics at. Nothing goes to the progress bar. Two param groups with
+the same ``name`` cannot be told apart in a log and are refused at train start.
 """
 
 from __future__ import annotations
@@ -113,6 +123,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -130,6 +141,7 @@ from .. import EarlyStoppingState as CoreEarlyStoppingState
 from .._validation import check_bool
 from ..effects import EffectsRunner, FreshRunError, Resume
 from ..storage import CheckpointStore
+from ._scalars import ScalarTally
 from .torch import (
     BestWeights,
     ScheduleLR,
@@ -140,9 +152,14 @@ from .torch import (
     set_rng_state,
 )
 
-__all__ = ["ControllerCallback", "EarlyStopping", "EarlyStoppingReason"]
+__all__ = ["ControllerCallback", "EarlyStopping", "EarlyStoppingReason", "lr_monitor_names"]
 
 LR = float | tuple[float, ...]
+
+
+def _batches_that_stepped(trainer: pl.Trainer) -> int:
+    """The step Lightning's loggers count in (``LearningRateMonitor`` and ``self.log`` use it)."""
+    return int(getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step))
 
 
 def _skip(trainer: pl.Trainer) -> bool:
@@ -152,6 +169,61 @@ def _skip(trainer: pl.Trainer) -> bool:
         or trainer.sanity_checking
         or bool(getattr(trainer, "fast_dev_run", False))
     )
+
+
+def lr_monitor_names(trainer: pl.Trainer) -> list[str]:
+    """The names Lightning's ``LearningRateMonitor`` logs the rates under, one per param group,
+    in the order of :func:`~trainctl.adapters.torch.optimizer_lrs` (``trainer.optimizers``, group
+    by group).
+
+    ``LearningRateMonitor``'s rules: ``lr-<optimizer class>`` (``lr-SGD``), or the scheduler
+    config's ``name``; optimizers with a scheduler are named first, in scheduler order; the
+    second optimizer of a class gets ``-1``, the third ``-2``, ... (a named scheduler's does not
+    count); several param groups get ``/pg1``, ``/pg2``, ... (1-based) or ``/<group name>``
+    where the group has a ``"name"``, a single named group ``/<group name>``.
+
+    Raises ``ValueError`` when one optimizer has two param groups with the same ``"name"``
+    (``LearningRateMonitor`` refuses them too: their rates would share a key).
+    """
+    counts: defaultdict[type, int] = defaultdict(int)
+    named: dict[int, list[str]] = {}
+    seen: list[Any] = []
+
+    def name_groups(opt: Any, name: str, *, counted: bool) -> None:
+        seen.append(opt)
+        cls = type(opt)
+        if counted:
+            counts[cls] += 1
+        groups = opt.param_groups
+        given = [g.get("name", f"pg{i}") for i, g in enumerate(groups, start=1)]
+        twice = sorted({n for n in given if given.count(n) > 1})
+        if twice:
+            raise ValueError(
+                f"{name} has param groups with the same 'name' ({', '.join(map(str, twice))}): "
+                "their rates cannot be logged apart; name them apart, or pass "
+                "ControllerCallback(log_scalars=False)"
+            )
+        count = counts.get(cls, 0)
+        if count > 1:
+            name = f"{name}-{count - 1}"
+        if len(groups) > 1:
+            named[id(opt)] = [f"{name}/{g.get('name', f'pg{i}')}"
+                              for i, g in enumerate(groups, start=1)]
+        else:
+            only = groups[0].get("name") if groups else None
+            named[id(opt)] = [f"{name}/{only}" if only else name] * len(groups)
+
+    for config in trainer.lr_scheduler_configs:
+        opt = config.scheduler.optimizer
+        given = config.name
+        name_groups(
+            opt, given if given is not None else f"lr-{type(opt).__name__}", counted=given is None
+        )
+    optimizers = [getattr(o, "optimizer", o) for o in trainer.optimizers]
+    for opt in optimizers:
+        if not any(opt is other for other in seen):
+            name_groups(opt, f"lr-{type(opt).__name__}", counted=True)
+    return [name for opt in optimizers for name in named[id(opt)]]
 
 
 class ControllerCallback(pl.Callback):
@@ -175,6 +247,9 @@ class ControllerCallback(pl.Callback):
             load and the first batch (``on_fit_start``, ``on_train_start``) shift the stream.
         overwrite: let a fresh run write into a directory that holds another run's checkpoints
             (refused otherwise: resume it, or use another directory).
+        log_scalars: at every round, log the rates (named as ``LearningRateMonitor`` names
+            them, :func:`lr_monitor_names`) and trainctl's scalars to the Trainer's loggers (see
+            "Logging" in the module docstring); ``False``: log nothing.
 
     Attributes:
         controller: the controller.
@@ -196,6 +271,7 @@ class ControllerCallback(pl.Callback):
         resume_strict: bool = True,
         save_rng: bool = True,
         overwrite: bool = False,
+        log_scalars: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(controller, Controller):
@@ -205,6 +281,8 @@ class ControllerCallback(pl.Callback):
         if not isinstance(name, str) or not name:
             raise ValueError(f"'name' must be a non-empty str, got {name!r}")
         save_rng, overwrite = check_bool("save_rng", save_rng), check_bool("overwrite", overwrite)
+        self.log_scalars = check_bool("log_scalars", log_scalars)
+        self._tally = ScalarTally()
         self.controller = controller
         self.dirpath = None if dirpath is None else Path(dirpath)
         self.weights_only = bool(weights_only)
@@ -312,6 +390,8 @@ class ControllerCallback(pl.Callback):
             )
         self._trainer, self._module = trainer, pl_module
         self._check_schedulers(trainer)
+        if self._logs(trainer):
+            lr_monitor_names(trainer)  # two param groups named alike: refused now, not mid-run
         self._seen_step = trainer.global_step
         self._t0 = time.monotonic()
         ckpt = trainer.ckpt_path
@@ -373,19 +453,24 @@ class ControllerCallback(pl.Callback):
             if isinstance(loss, torch.Tensor) and "loss" not in metrics:
                 metrics["loss"] = loss.detach()
         ctl = self.controller
+        logs = self._logs(trainer)
         for _ in range(new_steps):
             d = ctl.optimizer_step(metrics, epoch=trainer.current_epoch, time=self._time())
             if self._step_policies:
                 d = self._agree(trainer, d)
+            if logs:
+                self._tally.add(d)
             self.runner.carry_out(d, metrics or {})
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._check_on_train_epoch_end and not _skip(trainer):
-            self._round(trainer)
+            # Lightning logs the epoch's metrics one step back (FitLoop.on_advance_end)
+            self._round(trainer, log_step=_batches_that_stepped(trainer) - 1)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._check_on_train_epoch_end and not _skip(trainer):
-            self._round(trainer)
+            # validation runs before the counter counts the batch it follows
+            self._round(trainer, log_step=_batches_that_stepped(trainer))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.runner.finish()
@@ -393,14 +478,34 @@ class ControllerCallback(pl.Callback):
 
     # -- rounds and decisions --------------------------------------------------------------------
 
-    def _round(self, trainer: pl.Trainer) -> None:
+    def _round(self, trainer: pl.Trainer, *, log_step: int) -> None:
         metrics = dict(trainer.callback_metrics)
+        logs = self._logs(trainer)
+        rates = optimizer_lrs(trainer.optimizers) if logs and trainer.optimizers else ()
         d = self.controller.step(
             metrics, epoch=trainer.current_epoch, lr=self.runner.read_rates(), time=self._time()
         )
         d = self._agree(trainer, d)
         self.decisions.append(d)
         self.runner.carry_out(d, metrics)
+        if logs:
+            self._tally.add(d)
+            self._log(trainer, rates, max(0, log_step))
+
+    def _logs(self, trainer: pl.Trainer) -> bool:
+        """Whether this process logs: ``log_scalars``, a logger, and global rank 0 (the
+        decisions are rank 0's on every rank, see ``_agree``; Lightning's loggers write from
+        rank 0 only)."""
+        return self.log_scalars and bool(trainer.loggers) and bool(trainer.is_global_zero)
+
+    def _log(self, trainer: pl.Trainer, rates: tuple[float, ...], step: int) -> None:
+        """Log the round (see "Logging" in the module docstring)."""
+        scalars: dict[str, float] = {}
+        if rates:
+            scalars.update(zip(lr_monitor_names(trainer), rates, strict=True))
+        scalars.update(self._tally.scalars())
+        for logger in trainer.loggers:
+            logger.log_metrics(scalars, step=step)
 
     def _time(self) -> float:
         return time.monotonic() - self._t0

@@ -65,11 +65,24 @@ Also here: :class:`ReduceLROnPlateau` (torch's, exactly, built on the core), :cl
 ``configure_optimizers`` or Hugging Face's Trainer), and the primitives
 :func:`optimizer_lrs`, :func:`set_optimizer_lrs`, :func:`cpu_state_dict` and :class:`BestWeights`
 that the Lightning adapter shares.
+
+TensorBoard: ``TorchController(..., tensorboard="runs/exp1")`` writes, at every round, the rate
+of each param group as ``lr/pg0``, ``lr/pg1``, ... (the rate the epoch trained at: a reduction
+decided at this round shows at the next), the round's numeric metrics under their own names and
+trainctl's decisions under ``trainctl/`` tags (``trainctl/stop``, each policy's numeric fields
+such as ``trainctl/EarlyStopping(val_loss)/wait``, one count per event such as
+``trainctl/events/reduced_lr``; :mod:`trainctl.adapters._scalars` lists them), all at
+``global_step`` = the optimizer steps taken so far (the round number in a loop that never calls
+``optimizer_step``). A directory opens a ``torch.utils.tensorboard.SummaryWriter`` at the first
+round (``pip install 'trainctl[tensorboard]'``; nothing is imported before) and :meth:`finish`
+closes it; a writer of your own (anything with ``add_scalar``) is flushed, never closed. Only
+rank 0 writes.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -280,6 +293,12 @@ class TorchController:
             continues bit for bit (``False`` to leave the random states alone).
         overwrite: let a fresh run write into a directory that holds another run's checkpoints
             (refused otherwise: resume it, or use another directory).
+        tensorboard: write TensorBoard scalars at every round (see "TensorBoard" in the module
+            docstring): a log directory (``str`` or ``os.PathLike``; a
+            ``torch.utils.tensorboard.SummaryWriter`` is opened there at the first round and
+            closed by :meth:`finish`), or a writer of your own (a ``SummaryWriter``, or any
+            object with ``add_scalar(tag, value, global_step)``; flushed by :meth:`finish`, not
+            closed). ``None`` (the default) writes nothing. Only rank 0 writes.
 
     The decisions are carried out by the framework-neutral :class:`trainctl.effects.EffectsRunner`
     (``loop.runner``): see its rules for rates, best weights, checkpoints and the checkpoint a
@@ -299,6 +318,7 @@ class TorchController:
         process_group: Any = None,
         save_rng: bool = True,
         overwrite: bool = False,
+        tensorboard: Any = None,
     ) -> None:
         from trainctl import Controller, TerminateOnNaN
         from trainctl._validation import check_bool
@@ -325,6 +345,7 @@ class TorchController:
                 f"{type(extra_state).__name__}"
             )
         save_rng, overwrite = check_bool("save_rng", save_rng), check_bool("overwrite", overwrite)
+        board = _Board.of(tensorboard)
         self.controller = controller
         self.model = model
         self.optimizer = self._optimizers[0]
@@ -333,6 +354,7 @@ class TorchController:
         self._reduce = reduce
         self._check_every = check_every
         self._group = process_group
+        self._board = board if self.rank == 0 else None  # only rank 0 writes
         n_groups = len(self.optimizer.param_groups)
         lr = controller.lr
         if isinstance(lr, tuple) and len(lr) != n_groups:
@@ -484,7 +506,13 @@ class TorchController:
         nan_check = self._check_loss and (self._pending is not None or distributed)
         if nan_check and self._resolve_pending():
             metrics = {**metrics, "loss": math.nan}
-        return self.runner.round(metrics, epoch=epoch, time=time)
+        board = self._board
+        if board is None:
+            return self.runner.round(metrics, epoch=epoch, time=time)
+        rates = optimizer_lrs(self.optimizer)  # the rates the round's epoch trained at
+        decision = self.runner.round(metrics, epoch=epoch, time=time)
+        board.round(decision, rates)
+        return decision
 
     def optimizer_step(
         self,
@@ -540,7 +568,11 @@ class TorchController:
                 due = self._check_every is not None and self._since_check >= self._check_every
                 if due and self._resolve_pending():
                     metrics = {**(metrics or {}), "loss": math.nan}
-        return self.runner.optimizer_step(metrics, epoch=epoch, time=time)
+        decision = self.runner.optimizer_step(metrics, epoch=epoch, time=time)
+        board = self._board
+        if board is not None:
+            board.tally.add(decision)
+        return decision
 
     def finish(self) -> Any:
         """The end of training, whatever ended it: restores the best weights if a policy asks.
@@ -558,6 +590,8 @@ class TorchController:
             )
         end = self.runner.finish()
         self.runner.close()  # the store's writer lock: released (using the store reopens it)
+        if self._board is not None:
+            self._board.close()
         return end
 
     def _resolve_pending(self) -> bool:
@@ -724,6 +758,73 @@ class TorchController:
         extra = self.load_checkpoint(path)
         self.runner.resumed_from(chosen)
         return self.runner.where_to_start(chosen, extra)
+
+
+class _Board:
+    """The TensorBoard scalars of a :class:`TorchController` (``tensorboard=``)."""
+
+    def __init__(self, writer: Any, log_dir: str | None) -> None:
+        from ._scalars import ScalarTally
+
+        self._writer = writer  # None until the first round when we open it in log_dir
+        self._log_dir = log_dir
+        self.tally = ScalarTally()
+
+    @classmethod
+    def of(cls, tensorboard: Any) -> _Board | None:
+        """Check the ``tensorboard`` argument (nothing is imported or opened yet)."""
+        if tensorboard is None:
+            return None
+        if isinstance(tensorboard, (str, os.PathLike)):
+            import importlib.util
+
+            if importlib.util.find_spec("tensorboard") is None:
+                raise ImportError(
+                    f"'tensorboard' is a log directory ({os.fspath(tensorboard)!r}) but the "
+                    "tensorboard package is not installed: pip install 'trainctl[tensorboard]'"
+                )
+            return cls(None, os.fspath(tensorboard))
+        if callable(getattr(tensorboard, "add_scalar", None)):
+            return cls(tensorboard, None)
+        raise TypeError(
+            "'tensorboard' must be a log directory (str or os.PathLike) or a "
+            "torch.utils.tensorboard.SummaryWriter (any object with add_scalar), got "
+            f"{type(tensorboard).__name__} {tensorboard!r}"
+        )
+
+    def _open(self) -> Any:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=self._log_dir)
+        return self._writer
+
+    def round(self, decision: Any, rates: Sequence[float]) -> None:
+        """Write one round at ``global_step = decision.optimizer_steps`` (``decision.round``
+        in a loop that never calls ``optimizer_step``)."""
+        from trainctl._monitor import number_metrics
+
+        self.tally.add(decision)
+        writer = self._open()
+        step = decision.optimizer_steps or decision.round
+        for i, rate in enumerate(rates):
+            writer.add_scalar(f"lr/pg{i}", rate, global_step=step)
+        for name, value in number_metrics(decision.metrics).items():
+            writer.add_scalar(name, value, global_step=step)
+        for name, value in self.tally.scalars().items():
+            writer.add_scalar(name, value, global_step=step)
+
+    def close(self) -> None:
+        """Flush; close the writer if it was opened here (a later round opens a new one)."""
+        writer = self._writer
+        if writer is None:
+            return
+        flush = getattr(writer, "flush", None)
+        if callable(flush):
+            flush()
+        if self._log_dir is not None:
+            writer.close()
+            self._writer = None
 
 
 class _TorchBackend:
