@@ -67,6 +67,7 @@ from ._decisions import (
     Decision,
     Reason,
     SaveRequest,
+    epoch_after,
     make_decision,
     plain_fields,
     reasons_of,
@@ -549,10 +550,7 @@ class Controller:
                 metrics = _NO_METRICS
             elif type(metrics) is not dict:
                 metrics = _check_metrics(metrics, "optimizer_step()")
-            if epoch is None:
-                epoch = 0 if self._epoch is None else self._epoch + 1
-            else:
-                epoch = _check_epoch(epoch)
+            epoch = epoch_after(self._epoch) if epoch is None else _check_epoch(epoch)
             if time is not None:
                 time = _check_time(time)
             steps = self._steps + 1

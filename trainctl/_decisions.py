@@ -64,6 +64,12 @@ def epoch_number(index: int) -> int:
     return index + 1
 
 
+def epoch_after(index: int | None) -> int:
+    """The 0-based epoch after the last round's epoch ``index`` (0 before any round): the epoch in
+    progress between two rounds, and where a resumed run starts. The one home of the rule."""
+    return 0 if index is None else index + 1
+
+
 def epoch_text(index: int | None) -> str:
     """How every message names an epoch: 1-based (:func:`epoch_number`, ``epoch_text(0) ==
     "epoch 1"``). Attributes that mirror a framework's keep that framework's convention; text a

@@ -84,7 +84,7 @@ from pathlib import Path
 from typing import Any
 
 from ._controller import Controller
-from ._decisions import epoch_number, number_text
+from ._decisions import epoch_after, epoch_number, number_text
 from ._log import LOG_FORMAT, LogError, read_log
 from ._names import DEFAULT_MANIFEST_NAME
 from ._state import NONFINITE, StateError, encode_float
@@ -342,7 +342,7 @@ class _State:
         epoch: Any = self.raw.get("epoch")
         clock = self._stop_clock(stoppers)
         if clock == "optimizer_step":  # the epoch in progress, after the last round's
-            epoch = 0 if not isinstance(epoch, int) else epoch + 1
+            epoch = epoch_after(epoch if isinstance(epoch, int) else None)
         return {"epoch": _epoch(epoch), "clock": clock, "reasons": reasons}
 
     def _stop_clock(self, stoppers: list[int]) -> str | None:
@@ -829,7 +829,7 @@ def _record_epoch(record: Mapping[str, Any]) -> int | None:
     """The 1-based epoch a record belongs to (an optimizer step: the epoch in progress)."""
     epoch = record.get("epoch")
     if record.get("clock") == "optimizer_step":
-        return epoch_number(0 if not isinstance(epoch, int) else epoch + 1)
+        return epoch_number(epoch_after(epoch if isinstance(epoch, int) else None))
     return _epoch(epoch)
 
 

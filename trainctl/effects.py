@@ -57,7 +57,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from ._controller import Controller
-from ._decisions import Decision, SaveRequest
+from ._decisions import Decision, SaveRequest, epoch_after
 from ._monitor import number_metrics
 from .storage import CheckpointStore, CheckpointStoreError
 
@@ -147,6 +147,25 @@ class Resume:
     def fresh(self) -> bool:
         """Whether there was nothing to resume."""
         return self.checkpoint is None
+
+    @classmethod
+    def of(
+        cls,
+        controller: Controller,
+        checkpoint: str | None = None,
+        path: Path | None = None,
+        extra: Any = None,
+    ) -> Resume:
+        """The record for ``controller``'s progress (loaded from ``checkpoint``): the one rule
+        for where a resumed run starts, the epoch after the last round's (0 before any)."""
+        return cls(
+            checkpoint=checkpoint,
+            path=path,
+            epoch=epoch_after(controller.epoch),
+            optimizer_steps=controller.optimizer_steps,
+            stopped=controller.stopped,
+            extra=extra,
+        )
 
 
 def manifest_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -455,15 +474,6 @@ class EffectsRunner:
 
     def where_to_start(self, name: str | None, extra: Any = None) -> Resume:
         """The :class:`Resume` record for the controller's (just loaded) progress."""
-        ctl = self.controller
-        epoch = ctl.epoch
         store = self._store
         path = None if name is None or store is None else store.directory / name
-        return Resume(
-            checkpoint=name,
-            path=path,
-            epoch=0 if epoch is None else epoch + 1,
-            optimizer_steps=ctl.optimizer_steps,
-            stopped=ctl.stopped,
-            extra=extra,
-        )
+        return Resume.of(self.controller, name, path, extra)

@@ -128,7 +128,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import attrs
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks.early_stopping import EarlyStopping as _LightningEarlyStopping
@@ -361,12 +360,7 @@ class ControllerCallback(pl.Callback):
         probe = self.controller.clone()
         probe.load_state_dict(store.load_state(name), strict=self.resume_strict)
         self.runner.resumed_from(name)
-        return attrs.evolve(
-            self.runner.where_to_start(name),
-            epoch=0 if probe.epoch is None else probe.epoch + 1,
-            optimizer_steps=probe.optimizer_steps,
-            stopped=probe.stopped,
-        )
+        return Resume.of(probe, name, store.directory / name)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._trainer, self._module = trainer, pl_module

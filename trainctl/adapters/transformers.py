@@ -495,13 +495,7 @@ class ControllerCallback(TrainerCallback):
                 continue
             probe = self.controller.clone()
             probe.load_state_dict(saved["controller"], strict=self.resume_strict)
-            return Resume(
-                checkpoint=folder.name,
-                path=folder,
-                epoch=0 if probe.epoch is None else probe.epoch + 1,
-                optimizer_steps=probe.optimizer_steps,
-                stopped=probe.stopped,
-            )
+            return Resume.of(probe, folder.name, folder)
         return Resume()
 
     def state_dict(self) -> dict[str, Any]:
