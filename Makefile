@@ -34,7 +34,7 @@ test: $(VENV)/.dev-installed  ## the whole test suite (Keras on torch), then Ker
 		tests/test_checkpoint_parity.py::test_keras_batch_saves_match_every_n_steps
 
 lint: $(VENV)/.dev-installed  ## ruff on everything, mypy --strict on the core and the adapters
-	$(VENV)/bin/ruff check trainctl tests benchmarks examples data
+	$(VENV)/bin/ruff check trainctl tests benchmarks examples data docs
 	$(VENV)/bin/mypy --strict trainctl
 
 bench: $(VENV)/.dev-installed  ## print the benchmark ratios
