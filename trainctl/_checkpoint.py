@@ -66,7 +66,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import attrs
 
-from ._config import compact_repr, config_to_dict, rebuild_reduce
+from ._config import Configured
 from ._decisions import Reason, SaveRequest, epoch_number, number_text
 from ._monitor import Direction, Monitor, coerce_metric, present_keys
 from ._names import name_problem
@@ -346,7 +346,7 @@ def _m_skip_last(last: str) -> str:
 
 
 @attrs.frozen(repr=False)
-class CheckpointPolicy:
+class CheckpointPolicy(Configured):
     """Decide when to save a checkpoint, how to name it, and which ones to keep.
 
     Pure: the decision names the files (``decision.save``, ``decision.last``,
@@ -584,7 +584,6 @@ class CheckpointPolicy:
         set_attr(self, "monitoring", monitoring)
         set_attr(self, "_label", label)
 
-    __reduce__ = rebuild_reduce
 
     @property
     def label(self) -> str:
@@ -939,12 +938,6 @@ class CheckpointPolicy:
             last_save_step=last_save_step,
             last_time=last_time,
         )
-
-    def config_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
-
-    def __repr__(self) -> str:
-        return compact_repr(self)
 
 
 def _decision(

@@ -71,3 +71,19 @@ def compact_repr(config: Any) -> str:
         if field.default is attrs.NOTHING or value != default:
             parts.append(f"{field.name}={value!r}")
     return f"{type(config).__name__}({', '.join(parts)})"
+
+
+class Configured:
+    """What every policy class (an attrs ``@frozen(repr=False)`` configuration) shares: it
+    pickles as its arguments (:func:`rebuild_reduce`), ``config_dict()`` is
+    :func:`config_to_dict` and its repr is :func:`compact_repr`."""
+
+    __slots__ = ()
+
+    __reduce__ = rebuild_reduce
+
+    def config_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    def __repr__(self) -> str:
+        return compact_repr(self)

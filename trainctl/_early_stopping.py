@@ -84,7 +84,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import attrs
 
-from ._config import compact_repr, config_to_dict, rebuild_reduce
+from ._config import Configured
 from ._decisions import Reason, epoch_text, lazy_reason, number_text
 from ._monitor import Monitor
 from ._policy import Clock, Observation
@@ -270,7 +270,7 @@ def _check_monitor(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
 
 
 @attrs.frozen(repr=False)
-class EarlyStopping:
+class EarlyStopping(Configured):
     """Stop training when ``monitor`` has stopped improving (Keras semantics by default).
 
     Args:
@@ -405,7 +405,6 @@ class EarlyStopping:
         )
         set_attr(self, "_lightning", lightning)
 
-    __reduce__ = rebuild_reduce
 
     @property
     def label(self) -> str:
@@ -643,12 +642,6 @@ class EarlyStopping:
             stopped_epoch=stopped,
             stop_event=event,
         )
-
-    def config_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
-
-    def __repr__(self) -> str:
-        return compact_repr(self)
 
 
 def _count(value: object, where: str) -> int:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import attrs
 
-from ._config import compact_repr, config_to_dict, rebuild_reduce
+from ._config import Configured
 from ._decisions import Reason, epoch_text
 from ._monitor import read_metric
 from ._policy import Clock, Observation
@@ -69,7 +69,7 @@ def _check_monitor(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
 
 
 @attrs.frozen(repr=False)
-class TerminateOnNaN:
+class TerminateOnNaN(Configured):
     """Stop training when ``monitor`` is NaN or infinite.
 
     Args:
@@ -91,7 +91,6 @@ class TerminateOnNaN:
     clocks: ClassVar[frozenset[Clock]] = frozenset({"round", "optimizer_step"})
     warn_if_missing: ClassVar[bool] = False
 
-    __reduce__ = rebuild_reduce
 
     @property
     def label(self) -> str:
@@ -131,9 +130,3 @@ class TerminateOnNaN:
         if at is not None and not isinstance(at, str):
             raise StateError(f"{where}: 'stopped_at' must be a string or null, got {at!r}")
         return NaNState(stopped_at=at, value=decode_float(d["value"], where=f"{where}.value"))
-
-    def config_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
-
-    def __repr__(self) -> str:
-        return compact_repr(self)

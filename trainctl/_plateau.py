@@ -57,7 +57,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 import attrs
 import numpy as np
 
-from ._config import compact_repr, config_to_dict, rebuild_reduce
+from ._config import Configured
 from ._decisions import Reason, lazy_reason, number_text
 from ._monitor import Monitor
 from ._numbers import to_float32
@@ -231,7 +231,7 @@ def _check_factor(inst: Any, _attr: attrs.Attribute[Any], value: float) -> None:
 
 
 @attrs.frozen(repr=False)
-class ReduceLROnPlateau:
+class ReduceLROnPlateau(Configured):
     """Lower the learning rate by ``factor`` when ``monitor`` plateaus (Keras rules by default).
 
     Args:
@@ -354,7 +354,6 @@ class ReduceLROnPlateau:
             floor = to_float32(scalar)  # Keras: old_lr > np.float32(min_lr)
         set_attr(self, "_scalar_floor", floor)
 
-    __reduce__ = rebuild_reduce
 
     @property
     def label(self) -> str:
@@ -547,9 +546,3 @@ class ReduceLROnPlateau:
                 raise StateError(f"{where}.{key}: must be >= 0, got {n}")
             counts[key] = n
         return PlateauState(best=decode_float(d["best"], where=f"{where}.best"), **counts)
-
-    def config_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
-
-    def __repr__(self) -> str:
-        return compact_repr(self)

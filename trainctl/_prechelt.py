@@ -66,7 +66,7 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 import attrs
 import numpy as np
 
-from ._config import compact_repr, config_to_dict, rebuild_reduce
+from ._config import Configured
 from ._decisions import Reason, epoch_text, lazy_reason, number_text
 from ._monitor import Monitor, infer_direction
 from ._policy import Clock, Observation
@@ -219,6 +219,7 @@ def _best_fields(d: Mapping[str, Any], where: str) -> tuple[float | None, int | 
 
 
 D = TypeVar("D")
+S = TypeVar("S", "GLState", "PQState", "UPState")
 
 
 def _finish(
@@ -233,6 +234,147 @@ def _finish(
                            monitor, restore, best, best_epoch),
         **extra,
     )
+
+
+def _name_field(default: str) -> Any:
+    """A metric name: keyword-only, a non-empty str."""
+    return attrs.field(default=default, kw_only=True, validator=_check_name)
+
+
+def _flag_field() -> Any:
+    """``restore_best_weights`` / ``strict``: keyword-only, a plain bool, default ``False``."""
+    return attrs.field(default=False, kw_only=True, converter=plain, validator=boolean)
+
+
+def _derived_field() -> Any:
+    """A field computed in ``__attrs_post_init__`` (no argument, no repr, not compared)."""
+    return attrs.field(init=False, repr=False, eq=False)
+
+
+class _Criterion(Configured):
+    """What GL, PQ and UP share: the label, the error monitor, the start of a round (a stop is
+    final, the lowest error so far), the decision's common fields and the end of training.
+
+    A subclass is an attrs class with the fields ``monitor``, ``restore_best_weights``,
+    ``strict``, ``monitoring`` and ``_label``; it sets ``_NAME`` (how the label begins),
+    ``_STATE`` and ``_DECISION`` (its NamedTuples).
+    """
+
+    __slots__ = ()
+
+    _NAME: ClassVar[str]
+    _STATE: ClassVar[type[Any]]
+    _DECISION: ClassVar[type[Any]]
+
+    monitor: str
+    restore_best_weights: bool
+    strict: bool
+    monitoring: Monitor
+    _label: str
+
+    clocks: ClassVar[frozenset[Clock]] = frozenset({"round"})
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "monitoring",
+                           _error_monitor(self._NAME, self.monitor, self.strict))
+        object.__setattr__(self, "_label", f"{self._NAME}({self.monitor})")
+
+
+    @property
+    def label(self) -> str:
+        """How reasons name this policy, e.g. ``"GL(val_loss)"``."""
+        return self._label
+
+    @property
+    def direction(self) -> str:
+        """``"min"``: the criteria measure errors."""
+        return "min"
+
+    def update(self, state: Any, obs: Observation) -> tuple[Any, Any]:
+        """One evaluation round (see the module docstring): a stop is final, a round without
+        the validation error changes nothing, then the lowest error so far and the criterion's
+        own test (:meth:`_test`)."""
+        if state.stopped_epoch is not None:
+            return self._again(state)
+        v = self.monitoring.read(obs.metrics, self._label)
+        if v is None:
+            return self._missing(state, obs.metrics)
+        improved, new = self._track(state, v, obs.epoch)
+        return self._test(new, obs, v, improved)
+
+    def _test(self, new: Any, obs: Observation, v: float, improved: bool) -> tuple[Any, Any]:
+        """The criterion's test, after the lowest error so far is in ``new``."""
+        raise NotImplementedError
+
+    def _again(self, state: S) -> tuple[Any, S]:
+        """The round after a stop: stop again (a stop is final)."""
+        why = lazy_reason(self._label, "already_stopped", _m_stopped, state.stopped_epoch,
+                          state.stop_event)
+        return self._decide(state, stop=True, improved=False, why=why), state
+
+    def _missing(self, state: S, metrics: Mapping[str, Any]) -> tuple[Any, S]:
+        """A round without the validation error: nothing changes (``strict`` raised already)."""
+        return self._decide(state, stop=False, improved=False,
+                            why=self.monitoring.missing(self._label, metrics)), state
+
+    def _track(self, state: S, v: float, epoch: int) -> tuple[bool, S]:
+        """Whether ``v`` improves on the lowest error so far, and the state that records it."""
+        best, best_epoch = state.best, state.best_epoch
+        improved = bool(self.monitoring.improves(v, self.monitoring.worst if best is None
+                                                 else best))
+        if improved:
+            best, best_epoch = v, epoch
+        return improved, state._replace(best=best, best_epoch=best_epoch)
+
+    def _extra(self, state: Any) -> dict[str, Any]:
+        """The decision's own fields that come from the state (UP: ``rises``)."""
+        return {}
+
+    def _decide(self, state: Any, *, stop: bool, improved: bool, why: Reason,
+                **fields: Any) -> Any:
+        restore = stop and self.restore_best_weights and state.best_epoch is not None
+        if restore:
+            why = lazy_reason(self._label, why.event, _m_restore, why, state.best_epoch)
+        return self._DECISION(
+            stop=stop, improved=improved, snapshot_best=improved and self.restore_best_weights,
+            restore_best=restore, best=state.best, best_epoch=state.best_epoch, reason=why,
+            **fields, **self._extra(state),
+        )
+
+    def initial_state(self) -> Any:
+        return self._STATE()
+
+    def finish(self, state: Any) -> Any:
+        """The end of training, whatever ended it: restore the best weights if configured."""
+        return _finish(self._label, self.monitor, self.restore_best_weights, state.best,
+                       state.best_epoch, self._DECISION, self._extra(state))
+
+    def _read_state(self, data: Mapping[str, Any], keys: tuple[str, ...]
+                    ) -> tuple[str, Mapping[str, Any], float | None, int | None]:
+        """The common part of ``state_from_dict``: the keys and the best; ``keys`` are the
+        criterion's own, between ``best_epoch`` and ``stopped_epoch``."""
+        where = f"{self._label} state"
+        d = require_keys(data, ("best", "best_epoch", *keys, "stopped_epoch", "stop_event"),
+                         where=where)
+        best, best_epoch = _best_fields(d, where)
+        return where, d, best, best_epoch
+
+
+def _stop_fields(d: Mapping[str, Any], where: str) -> tuple[int | None, str | None]:
+    stopped = _epoch_field(d["stopped_epoch"], f"{where}.stopped_epoch")
+    _check_stopped(where, stopped, d["stop_event"])
+    return stopped, d["stop_event"]
+
+
+def _state_dict(state: Any, **own: Any) -> dict[str, Any]:
+    """The JSON of a criterion's state: the best, the criterion's own entries, the stop."""
+    return {
+        "best": encode_float(state.best),
+        "best_epoch": state.best_epoch,
+        **own,
+        "stopped_epoch": state.stopped_epoch,
+        "stop_event": state.stop_event,
+    }
 
 
 # -- GL ------------------------------------------------------------------------------------------
@@ -281,7 +423,7 @@ def _m_gl(name: str, v: float, best: float | None, gl: float, alpha: float, stop
 
 
 @attrs.frozen(repr=False)
-class GL:
+class GL(_Criterion):
     """Stop when the generalization loss ``GL = 100 * (E / |E_opt| - 1)`` exceeds ``alpha``.
 
     Prechelt's ``GL_alpha``: the validation error has risen more than ``alpha`` percent above
@@ -302,54 +444,21 @@ class GL:
     """
 
     alpha: float = attrs.field(default=2.0, converter=plain, validator=[finite, gt(0.0)])
-    monitor: str = attrs.field(default="val_loss", kw_only=True, validator=_check_name)
-    restore_best_weights: bool = attrs.field(
-        default=False, kw_only=True, converter=plain, validator=boolean
-    )
-    strict: bool = attrs.field(default=False, kw_only=True, converter=plain, validator=boolean)
+    monitor: str = _name_field("val_loss")
+    restore_best_weights: bool = _flag_field()
+    strict: bool = _flag_field()
 
     monitoring: Monitor = attrs.field(init=False, repr=False, eq=False)
     """The :class:`~trainctl.Monitor` of the validation error (``mode="min"``)."""
-    _label: str = attrs.field(init=False, repr=False, eq=False)
+    _label: str = _derived_field()
 
-    clocks: ClassVar[frozenset[Clock]] = frozenset({"round"})
+    _NAME: ClassVar[str] = "GL"
+    _STATE: ClassVar[type[Any]] = GLState
+    _DECISION: ClassVar[type[Any]] = GLDecision
 
-    def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "monitoring", _error_monitor("GL", self.monitor, self.strict))
-        object.__setattr__(self, "_label", f"GL({self.monitor})")
-
-    __reduce__ = rebuild_reduce
-
-    @property
-    def label(self) -> str:
-        """How reasons name this policy, e.g. ``"GL(val_loss)"``."""
-        return self._label
-
-    @property
-    def direction(self) -> str:
-        """``"min"``: the criteria measure errors."""
-        return "min"
-
-    def initial_state(self) -> GLState:
-        return GLState()
-
-    def update(self, state: GLState, obs: Observation) -> tuple[GLDecision, GLState]:
-        """One evaluation round (see the module docstring)."""
-        label = self._label
-        if state.stopped_epoch is not None:
-            why = lazy_reason(label, "already_stopped", _m_stopped, state.stopped_epoch,
-                              state.stop_event)
-            return self._decide(state, stop=True, improved=False, why=why), state
-        v = self.monitoring.read(obs.metrics, label)
-        if v is None:
-            return self._decide(state, stop=False, improved=False,
-                                why=self.monitoring.missing(label, obs.metrics)), state
-        best, best_epoch = state.best, state.best_epoch
-        improved = bool(self.monitoring.improves(v, self.monitoring.worst if best is None
-                                                 else best))
-        if improved:
-            best, best_epoch = v, obs.epoch
-        new = state._replace(best=best, best_epoch=best_epoch)
+    def _test(self, new: GLState, obs: Observation, v: float, improved: bool
+              ) -> tuple[GLDecision, GLState]:
+        label, best = self._label, new.best
         if best is None:
             why = lazy_reason(label, "no_improvement", _m_no_best, self.monitor, v)
             return self._decide(new, stop=False, improved=False, why=why), new
@@ -359,48 +468,16 @@ class GL:
         why = lazy_reason(label, event, _m_gl, self.monitor, v, best, gl, self.alpha, stop)
         if stop:
             new = new._replace(stopped_epoch=obs.epoch, stop_event=event)
-        return self._decide(new, stop=stop, improved=improved, why=why, gl=gl), new
-
-    def _decide(
-        self, state: GLState, *, stop: bool, improved: bool, why: Reason,
-        gl: float | None = None,
-    ) -> GLDecision:
-        restore = stop and self.restore_best_weights and state.best_epoch is not None
-        if restore:
-            why = lazy_reason(self._label, why.event, _m_restore, why, state.best_epoch)
-        return GLDecision(
-            stop=stop, improved=improved, snapshot_best=improved and self.restore_best_weights,
-            restore_best=restore, best=state.best, best_epoch=state.best_epoch, reason=why,
-            generalization_loss=gl,
-        )
-
-    def finish(self, state: GLState) -> GLDecision:
-        """The end of training, whatever ended it: restore the best weights if configured."""
-        return _finish(self._label, self.monitor, self.restore_best_weights, state.best,
-                       state.best_epoch, GLDecision, {})
+        return self._decide(new, stop=stop, improved=improved, why=why,
+                            generalization_loss=gl), new
 
     def state_to_dict(self, state: GLState) -> dict[str, Any]:
-        return {
-            "best": encode_float(state.best),
-            "best_epoch": state.best_epoch,
-            "stopped_epoch": state.stopped_epoch,
-            "stop_event": state.stop_event,
-        }
+        return _state_dict(state)
 
     def state_from_dict(self, data: Mapping[str, Any]) -> GLState:
-        where = f"{self._label} state"
-        d = require_keys(data, ("best", "best_epoch", "stopped_epoch", "stop_event"), where=where)
-        best, best_epoch = _best_fields(d, where)
-        stopped = _epoch_field(d["stopped_epoch"], f"{where}.stopped_epoch")
-        _check_stopped(where, stopped, d["stop_event"])
-        return GLState(best=best, best_epoch=best_epoch, stopped_epoch=stopped,
-                       stop_event=d["stop_event"])
-
-    def config_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
-
-    def __repr__(self) -> str:
-        return compact_repr(self)
+        where, d, best, best_epoch = self._read_state(data, ())
+        stopped, event = _stop_fields(d, where)
+        return GLState(best=best, best_epoch=best_epoch, stopped_epoch=stopped, stop_event=event)
 
 
 def _m_no_best(name: str, v: float) -> str:
@@ -475,7 +552,7 @@ def _m_pq_no_train(name: str, keys: str, strip: int) -> str:
 
 
 @attrs.frozen(repr=False)
-class PQ:
+class PQ(_Criterion):
     """Stop when the generalization loss per unit of training progress exceeds ``alpha``.
 
     Prechelt's ``PQ_alpha``: at the end of each strip of ``strip`` epochs, ``GL / P_k >
@@ -498,20 +575,20 @@ class PQ:
                              validator=[integer, ge(2)])
     tol: float = attrs.field(default=DEFAULT_TOL, kw_only=True, converter=plain,
                              validator=[finite, gt(0.0)])
-    monitor: str = attrs.field(default="val_loss", kw_only=True, validator=_check_name)
-    train_monitor: str = attrs.field(default="loss", kw_only=True, validator=_check_name)
-    restore_best_weights: bool = attrs.field(
-        default=False, kw_only=True, converter=plain, validator=boolean
-    )
-    strict: bool = attrs.field(default=False, kw_only=True, converter=plain, validator=boolean)
+    monitor: str = _name_field("val_loss")
+    train_monitor: str = _name_field("loss")
+    restore_best_weights: bool = _flag_field()
+    strict: bool = _flag_field()
 
     monitoring: Monitor = attrs.field(init=False, repr=False, eq=False)
     """The :class:`~trainctl.Monitor` of the validation error (``mode="min"``)."""
     training: Monitor = attrs.field(init=False, repr=False, eq=False)
     """The :class:`~trainctl.Monitor` of the training error."""
-    _label: str = attrs.field(init=False, repr=False, eq=False)
+    _label: str = _derived_field()
 
-    clocks: ClassVar[frozenset[Clock]] = frozenset({"round"})
+    _NAME: ClassVar[str] = "PQ"
+    _STATE: ClassVar[type[Any]] = PQState
+    _DECISION: ClassVar[type[Any]] = PQDecision
 
     def __attrs_post_init__(self) -> None:
         if self.monitor == self.train_monitor:
@@ -519,32 +596,15 @@ class PQ:
                 f"'monitor' and 'train_monitor' must name different metrics (the validation and "
                 f"the training error), got {self.monitor!r} for both"
             )
-        object.__setattr__(self, "monitoring", _error_monitor("PQ", self.monitor, self.strict))
+        super().__attrs_post_init__()
         object.__setattr__(self, "training",
                            _error_monitor("PQ", self.train_monitor, self.strict))
-        object.__setattr__(self, "_label", f"PQ({self.monitor})")
-
-    __reduce__ = rebuild_reduce
-
-    @property
-    def label(self) -> str:
-        """How reasons name this policy, e.g. ``"PQ(val_loss)"``."""
-        return self._label
-
-    @property
-    def direction(self) -> str:
-        return "min"
-
-    def initial_state(self) -> PQState:
-        return PQState()
 
     def update(self, state: PQState, obs: Observation) -> tuple[PQDecision, PQState]:
         """One evaluation round (see the module docstring)."""
         label = self._label
         if state.stopped_epoch is not None:
-            why = lazy_reason(label, "already_stopped", _m_stopped, state.stopped_epoch,
-                              state.stop_event)
-            return self._decide(state, stop=True, improved=False, why=why), state
+            return self._again(state)
         metrics = obs.metrics
         v = self.monitoring.read(metrics, label)
         train = self.training.read(metrics, label)
@@ -553,14 +613,9 @@ class PQ:
             window = (*window, train)[-self.strip:]
         new = state._replace(window=window)
         if v is None:
-            return self._decide(new, stop=False, improved=False,
-                                why=self.monitoring.missing(label, metrics)), new
-        best, best_epoch = state.best, state.best_epoch
-        improved = bool(self.monitoring.improves(v, self.monitoring.worst if best is None
-                                                 else best))
-        if improved:
-            best, best_epoch = v, obs.epoch
-        new = new._replace(best=best, best_epoch=best_epoch)
+            return self._missing(new, metrics)
+        improved, new = self._track(new, v, obs.epoch)
+        best = new.best
         if best is None or len(window) < self.strip or not strip_end(obs.epoch, self.strip):
             if train is None:
                 why = lazy_reason(label, "missing_metric", _m_pq_no_train, self.train_monitor,
@@ -584,41 +639,14 @@ class PQ:
                           self.alpha, self.tol, event)
         if stop:
             new = new._replace(stopped_epoch=obs.epoch, stop_event=event)
-        return self._decide(new, stop=stop, improved=improved, why=why, gl=gl,
-                            progress=progress, quotient=quotient), new
-
-    def _decide(
-        self, state: PQState, *, stop: bool, improved: bool, why: Reason,
-        gl: float | None = None, progress: float | None = None, quotient: float | None = None,
-    ) -> PQDecision:
-        restore = stop and self.restore_best_weights and state.best_epoch is not None
-        if restore:
-            why = lazy_reason(self._label, why.event, _m_restore, why, state.best_epoch)
-        return PQDecision(
-            stop=stop, improved=improved, snapshot_best=improved and self.restore_best_weights,
-            restore_best=restore, best=state.best, best_epoch=state.best_epoch, reason=why,
-            generalization_loss=gl, progress=progress, quotient=quotient,
-        )
-
-    def finish(self, state: PQState) -> PQDecision:
-        """The end of training, whatever ended it: restore the best weights if configured."""
-        return _finish(self._label, self.monitor, self.restore_best_weights, state.best,
-                       state.best_epoch, PQDecision, {})
+        return self._decide(new, stop=stop, improved=improved, why=why,
+                            generalization_loss=gl, progress=progress, quotient=quotient), new
 
     def state_to_dict(self, state: PQState) -> dict[str, Any]:
-        return {
-            "best": encode_float(state.best),
-            "best_epoch": state.best_epoch,
-            "window": [encode_float(x) for x in state.window],
-            "stopped_epoch": state.stopped_epoch,
-            "stop_event": state.stop_event,
-        }
+        return _state_dict(state, window=[encode_float(x) for x in state.window])
 
     def state_from_dict(self, data: Mapping[str, Any]) -> PQState:
-        where = f"{self._label} state"
-        d = require_keys(data, ("best", "best_epoch", "window", "stopped_epoch", "stop_event"),
-                         where=where)
-        best, best_epoch = _best_fields(d, where)
+        where, d, best, best_epoch = self._read_state(data, ("window",))
         raw = d["window"]
         if not isinstance(raw, list):
             raise StateError(f"{where}.window: expected a list, got {type(raw).__name__}")
@@ -632,16 +660,9 @@ class PQ:
             if value is None:
                 raise StateError(f"{where}.window[{i}]: expected a number, got null")
             window.append(value)
-        stopped = _epoch_field(d["stopped_epoch"], f"{where}.stopped_epoch")
-        _check_stopped(where, stopped, d["stop_event"])
+        stopped, event = _stop_fields(d, where)
         return PQState(best=best, best_epoch=best_epoch, window=tuple(window),
-                       stopped_epoch=stopped, stop_event=d["stop_event"])
-
-    def config_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
-
-    def __repr__(self) -> str:
-        return compact_repr(self)
+                       stopped_epoch=stopped, stop_event=event)
 
 
 # -- UP ------------------------------------------------------------------------------------------
@@ -703,7 +724,7 @@ def _m_up_wait(name: str, v: float, epoch: int) -> str:
 
 
 @attrs.frozen(repr=False)
-class UP:
+class UP(_Criterion):
     """Stop when the validation error rose over ``s`` successive strips.
 
     Prechelt's ``UP_s``: at the end of each strip of ``strip`` epochs, the validation error is
@@ -720,61 +741,29 @@ class UP:
     s: int = attrs.field(default=5, converter=plain, validator=[integer, ge(1)])
     strip: int = attrs.field(default=5, kw_only=True, converter=plain,
                              validator=[integer, ge(1)])
-    monitor: str = attrs.field(default="val_loss", kw_only=True, validator=_check_name)
-    restore_best_weights: bool = attrs.field(
-        default=False, kw_only=True, converter=plain, validator=boolean
-    )
-    strict: bool = attrs.field(default=False, kw_only=True, converter=plain, validator=boolean)
+    monitor: str = _name_field("val_loss")
+    restore_best_weights: bool = _flag_field()
+    strict: bool = _flag_field()
 
     monitoring: Monitor = attrs.field(init=False, repr=False, eq=False)
     """The :class:`~trainctl.Monitor` of the validation error (``mode="min"``)."""
-    _label: str = attrs.field(init=False, repr=False, eq=False)
+    _label: str = _derived_field()
 
-    clocks: ClassVar[frozenset[Clock]] = frozenset({"round"})
+    _NAME: ClassVar[str] = "UP"
+    _STATE: ClassVar[type[Any]] = UPState
+    _DECISION: ClassVar[type[Any]] = UPDecision
 
-    def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "monitoring", _error_monitor("UP", self.monitor, self.strict))
-        object.__setattr__(self, "_label", f"UP({self.monitor})")
-
-    __reduce__ = rebuild_reduce
-
-    @property
-    def label(self) -> str:
-        """How reasons name this policy, e.g. ``"UP(val_loss)"``."""
-        return self._label
-
-    @property
-    def direction(self) -> str:
-        return "min"
-
-    def initial_state(self) -> UPState:
-        return UPState()
-
-    def update(self, state: UPState, obs: Observation) -> tuple[UPDecision, UPState]:
-        """One evaluation round (see the module docstring)."""
+    def _test(self, new: UPState, obs: Observation, v: float, improved: bool
+              ) -> tuple[UPDecision, UPState]:
         label = self._label
-        if state.stopped_epoch is not None:
-            why = lazy_reason(label, "already_stopped", _m_stopped, state.stopped_epoch,
-                              state.stop_event)
-            return self._decide(state, stop=True, improved=False, why=why), state
-        v = self.monitoring.read(obs.metrics, label)
-        if v is None:
-            return self._decide(state, stop=False, improved=False,
-                                why=self.monitoring.missing(label, obs.metrics)), state
-        best, best_epoch = state.best, state.best_epoch
-        improved = bool(self.monitoring.improves(v, self.monitoring.worst if best is None
-                                                 else best))
-        if improved:
-            best, best_epoch = v, obs.epoch
-        new = state._replace(best=best, best_epoch=best_epoch)
         if not strip_end(obs.epoch, self.strip):
             why = lazy_reason(label, "improved" if improved else "no_improvement", _m_up_wait,
                               self.monitor, v, obs.epoch)
             return self._decide(new, stop=False, improved=improved, why=why), new
-        previous = state.previous
+        previous = new.previous
         # a rise: the previous strip's value is strictly better than this one (NaN: no rise)
         rose = previous is not None and bool(self.monitoring.beyond(previous, v))
-        rises = state.rises + 1 if rose else 0
+        rises = new.rises + 1 if rose else 0
         stop = rises >= self.s
         event = "successive_rises" if stop else ("improved" if improved else "no_improvement")
         new = new._replace(previous=v, rises=rises)
@@ -783,51 +772,20 @@ class UP:
         why = lazy_reason(label, event, _m_up, self.monitor, v, previous, rises, self.s, event)
         return self._decide(new, stop=stop, improved=improved, why=why), new
 
-    def _decide(self, state: UPState, *, stop: bool, improved: bool, why: Reason) -> UPDecision:
-        restore = stop and self.restore_best_weights and state.best_epoch is not None
-        if restore:
-            why = lazy_reason(self._label, why.event, _m_restore, why, state.best_epoch)
-        return UPDecision(
-            stop=stop, improved=improved, snapshot_best=improved and self.restore_best_weights,
-            restore_best=restore, best=state.best, best_epoch=state.best_epoch, reason=why,
-            rises=state.rises,
-        )
-
-    def finish(self, state: UPState) -> UPDecision:
-        """The end of training, whatever ended it: restore the best weights if configured."""
-        return _finish(self._label, self.monitor, self.restore_best_weights, state.best,
-                       state.best_epoch, UPDecision, {"rises": state.rises})
+    def _extra(self, state: UPState) -> dict[str, Any]:
+        return {"rises": state.rises}
 
     def state_to_dict(self, state: UPState) -> dict[str, Any]:
-        return {
-            "best": encode_float(state.best),
-            "best_epoch": state.best_epoch,
-            "previous": encode_float(state.previous),
-            "rises": state.rises,
-            "stopped_epoch": state.stopped_epoch,
-            "stop_event": state.stop_event,
-        }
+        return _state_dict(state, previous=encode_float(state.previous), rises=state.rises)
 
     def state_from_dict(self, data: Mapping[str, Any]) -> UPState:
-        where = f"{self._label} state"
-        d = require_keys(
-            data, ("best", "best_epoch", "previous", "rises", "stopped_epoch", "stop_event"),
-            where=where,
-        )
-        best, best_epoch = _best_fields(d, where)
+        where, d, best, best_epoch = self._read_state(data, ("previous", "rises"))
         rises = decode_int(d["rises"], where=f"{where}.rises")
         if rises < 0:
             raise StateError(f"{where}.rises: must be >= 0, got {rises}")
-        stopped = _epoch_field(d["stopped_epoch"], f"{where}.stopped_epoch")
-        _check_stopped(where, stopped, d["stop_event"])
+        stopped, event = _stop_fields(d, where)
         return UPState(
             best=best, best_epoch=best_epoch,
             previous=decode_float(d["previous"], where=f"{where}.previous"), rises=rises,
-            stopped_epoch=stopped, stop_event=d["stop_event"],
+            stopped_epoch=stopped, stop_event=event,
         )
-
-    def config_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
-
-    def __repr__(self) -> str:
-        return compact_repr(self)

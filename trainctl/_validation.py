@@ -22,6 +22,7 @@ import numpy as np
 __all__ = [
     "boolean",
     "check_bool",
+    "check_controller",
     "check_finite",
     "check_ge",
     "check_gt",
@@ -87,6 +88,16 @@ def check_bool(name: str, value: object) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"'{name}' must be a bool, got {type(value).__name__} {_fmt(value)}")
     return bool(value)
+
+
+def check_controller(value: object) -> None:
+    """``value`` must be a :class:`trainctl.Controller` (what every adapter is built around)."""
+    from ._controller import Controller  # here: the controller module imports this one
+
+    if not isinstance(value, Controller):
+        raise TypeError(
+            f"'controller' must be a trainctl.Controller, got {type(value).__name__}"
+        )
 
 
 def plain(value: Any) -> Any:

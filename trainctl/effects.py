@@ -59,6 +59,7 @@ import attrs
 from ._controller import Controller
 from ._decisions import Decision, SaveRequest, epoch_after
 from ._monitor import number_metrics
+from ._validation import check_controller
 from .storage import CheckpointStore, CheckpointStoreError
 
 __all__ = [
@@ -216,10 +217,7 @@ class EffectsRunner:
         overwrite: bool = False,
         report_lr: bool = True,
     ) -> None:
-        if not isinstance(controller, Controller):
-            raise TypeError(
-                f"'controller' must be a trainctl.Controller, got {type(controller).__name__}"
-            )
+        check_controller(controller)
         if store is not None and not isinstance(store, CheckpointStore):
             store = CheckpointStore(store)
         self.controller = controller

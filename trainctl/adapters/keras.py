@@ -134,7 +134,7 @@ from keras.src.utils import io_utils
 
 import trainctl
 from trainctl import CheckpointPolicy, Controller, Decision
-from trainctl._validation import check_bool
+from trainctl._validation import check_bool, check_controller
 from trainctl.effects import EffectsRunner, Resume
 from trainctl.storage import CheckpointStore
 
@@ -419,6 +419,13 @@ class _DropIn(_Callback):  # type: ignore[misc]
 class _PatienceDropIn(_DropIn):
     """EarlyStopping and ReduceLROnPlateau: Keras' ``wait`` counter is the core's."""
 
+    def _arguments(self, monitor: str, mode: str, min_delta: float, log_scalars: bool) -> None:
+        """The arguments both take first, checked and stored in Keras' order."""
+        self.log_scalars = check_bool("log_scalars", log_scalars)
+        self.mode = _check_mode(type(self).__name__, mode)
+        self.monitor = monitor
+        self.min_delta = abs(min_delta)
+
     @property
     def wait(self) -> int:
         return int(self._state().wait)
@@ -463,10 +470,7 @@ class EarlyStopping(_PatienceDropIn):
         log_scalars: bool = False,
     ) -> None:
         super().__init__()
-        self.log_scalars = check_bool("log_scalars", log_scalars)
-        self.mode = _check_mode(type(self).__name__, mode)
-        self.monitor = monitor
-        self.min_delta = abs(min_delta)
+        self._arguments(monitor, mode, min_delta, log_scalars)
         self.patience = patience
         self.verbose = verbose
         self.baseline = baseline
@@ -519,11 +523,7 @@ class EarlyStopping(_PatienceDropIn):
         self.last_decision = decision
         self._logs.tally.add(decision)
         if _missing(decision):
-            warnings.warn(
-                f"Early stopping conditioned on metric `{self.monitor}` which is not available. "
-                f"Available metrics are: {','.join(list((logs or {}).keys()))}",
-                stacklevel=2,
-            )
+            self._warn_missing(logs or {})
         if decision.snapshot_best:
             self.best_weights = self.model.get_weights()
         if decision.stop:
@@ -550,12 +550,16 @@ class EarlyStopping(_PatienceDropIn):
         logs = logs or {}
         value = logs.get(self.monitor)
         if value is None:
-            warnings.warn(
-                f"Early stopping conditioned on metric `{self.monitor}` which is not available. "
-                f"Available metrics are: {','.join(list(logs.keys()))}",
-                stacklevel=2,
-            )
+            self._warn_missing(logs)
         return value
+
+    def _warn_missing(self, logs: Mapping[str, Any]) -> None:
+        """Keras' warning for an absent monitor, attributed to the caller of our caller."""
+        warnings.warn(
+            f"Early stopping conditioned on metric `{self.monitor}` which is not available. "
+            f"Available metrics are: {','.join(list(logs.keys()))}",
+            stacklevel=3,
+        )
 
 
 # -- ReduceLROnPlateau --------------------------------------------------------------------------
@@ -591,10 +595,7 @@ class ReduceLROnPlateau(_PatienceDropIn):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        self.log_scalars = check_bool("log_scalars", log_scalars)
-        self.mode = _check_mode(type(self).__name__, mode)
-        self.monitor = monitor
-        self.min_delta = abs(min_delta)
+        self._arguments(monitor, mode, min_delta, log_scalars)
         if factor >= 1.0:
             raise ValueError(
                 "ReduceLROnPlateau does not support a factor >= 1.0. "
@@ -1229,10 +1230,7 @@ class ControllerCallback(_Callback):  # type: ignore[misc]
         log_scalars: bool = False,
     ) -> None:
         super().__init__()
-        if not isinstance(controller, Controller):
-            raise TypeError(
-                f"'controller' must be a trainctl.Controller, got {type(controller).__name__}"
-            )
+        check_controller(controller)
         self.save_rng = check_bool("save_rng", save_rng)
         self.log_scalars = check_bool("log_scalars", log_scalars)
         self._logs = _EpochLogs()

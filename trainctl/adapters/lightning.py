@@ -137,12 +137,12 @@ from lightning.pytorch.trainer.states import TrainerFn
 from .. import Controller, Decision
 from .. import EarlyStopping as CoreEarlyStopping
 from .. import EarlyStoppingState as CoreEarlyStoppingState
-from .._validation import check_bool
+from .._validation import check_bool, check_controller
 from ..effects import EffectsRunner, FreshRunError, Resume
 from ..storage import CheckpointStore
 from ._scalars import ScalarTally
 from .torch import (
-    BestWeights,
+    RunnerViews,
     ScheduleLR,
     cpu_state_dict,
     optimizer_lrs,
@@ -225,7 +225,7 @@ def lr_monitor_names(trainer: pl.Trainer) -> list[str]:
     return [name for opt in optimizers for name in named[id(opt)]]
 
 
-class ControllerCallback(pl.Callback):
+class ControllerCallback(RunnerViews, pl.Callback):
     """Run a :class:`trainctl.Controller` in a ``lightning.pytorch.Trainer``.
 
     Args:
@@ -273,10 +273,7 @@ class ControllerCallback(pl.Callback):
         log_scalars: bool = True,
     ) -> None:
         super().__init__()
-        if not isinstance(controller, Controller):
-            raise TypeError(
-                f"'controller' must be a trainctl.Controller, got {type(controller).__name__}"
-            )
+        check_controller(controller)
         if not isinstance(name, str) or not name:
             raise ValueError(f"'name' must be a non-empty str, got {name!r}")
         save_rng, overwrite = check_bool("save_rng", save_rng), check_bool("overwrite", overwrite)
@@ -308,18 +305,6 @@ class ControllerCallback(pl.Callback):
     def store(self) -> CheckpointStore | None:
         """The checkpoint store (global rank 0, with a ``dirpath``), recovered on first use."""
         return self.runner.store if self.runner.has_store else None
-
-    @property
-    def last_decision(self) -> Decision | None:
-        """The latest :class:`trainctl.Decision` carried out (``None`` before the first)."""
-        return self.runner.last_decision
-
-    @property
-    def best_weights(self) -> BestWeights:
-        """The kept best weights (a detached CPU copy), as a :class:`BestWeights`."""
-        kept = BestWeights()
-        kept.load_state_dict(self.runner.best_weights)
-        return kept
 
     def state_dict(self) -> dict[str, Any]:
         return {

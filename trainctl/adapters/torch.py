@@ -84,12 +84,15 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ._torch_lr import ReduceLROnPlateau, ScheduleLR
+
+if TYPE_CHECKING:
+    from trainctl.effects import EffectsRunner
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -224,6 +227,26 @@ class BestWeights:
         self._weights = None if weights is None else dict(weights)
 
 
+class RunnerViews:
+    """What every torch-based adapter (this loop, Lightning's and Hugging Face's callbacks)
+    shows of its effects runner, ``self.runner``."""
+
+    runner: EffectsRunner
+
+    @property
+    def last_decision(self) -> Any:
+        """The latest :class:`trainctl.Decision` carried out (``None`` before the first);
+        ``last_decision.explain()`` says why."""
+        return self.runner.last_decision
+
+    @property
+    def best_weights(self) -> BestWeights:
+        """The kept best weights (a detached CPU copy), as a :class:`BestWeights`."""
+        kept = BestWeights()
+        kept.load_state_dict(self.runner.best_weights)
+        return kept
+
+
 # -- the loop driver ----------------------------------------------------------------------------
 
 CHECKPOINT_FORMAT = "trainctl.torch.checkpoint"
@@ -271,7 +294,7 @@ def _check_loadable(value: Any, where: str) -> None:
     )
 
 
-class TorchController:
+class TorchController(RunnerViews):
     """Drive a plain PyTorch loop with a :class:`trainctl.Controller`.
 
     Args:
@@ -320,14 +343,11 @@ class TorchController:
         overwrite: bool = False,
         tensorboard: Any = None,
     ) -> None:
-        from trainctl import Controller, TerminateOnNaN
-        from trainctl._validation import check_bool
+        from trainctl import TerminateOnNaN
+        from trainctl._validation import check_bool, check_controller
         from trainctl.effects import EffectsRunner
 
-        if not isinstance(controller, Controller):
-            raise TypeError(
-                f"'controller' must be a trainctl.Controller, got {type(controller).__name__}"
-            )
+        check_controller(controller)
         if not isinstance(model, nn.Module):
             raise TypeError(f"'model' must be a torch.nn.Module, got {type(model).__name__}")
         self._optimizers = _optimizers(optimizer)
@@ -391,19 +411,6 @@ class TorchController:
         Only rank 0 may use it.
         """
         return self.runner.store
-
-    @property
-    def last_decision(self) -> Any:
-        """The latest :class:`trainctl.Decision` carried out (``None`` before the first);
-        ``loop.last_decision.explain()`` says why."""
-        return self.runner.last_decision
-
-    @property
-    def best_weights(self) -> BestWeights:
-        """The kept best weights (a detached CPU copy), as a :class:`BestWeights`."""
-        kept = BestWeights()
-        kept.load_state_dict(self.runner.best_weights)
-        return kept
 
     # -- distributed ----------------------------------------------------------------------------
 

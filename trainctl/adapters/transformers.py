@@ -208,9 +208,10 @@ from transformers.utils import logging as hf_logging
 from .. import Controller, Decision, StateError
 from .. import EarlyStopping as CoreEarlyStopping
 from .. import EarlyStoppingState as CoreEarlyStoppingState
+from .._validation import check_controller
 from ..effects import EffectsRunner, FreshRunError, Resume
 from ..storage import atomic_write, fsync_dir
-from .torch import BestWeights, cpu_state_dict, optimizer_lrs, set_optimizer_lrs
+from .torch import RunnerViews, cpu_state_dict, optimizer_lrs, set_optimizer_lrs
 
 __all__ = [
     "BEST_WEIGHTS_FILE",
@@ -370,7 +371,7 @@ class _TransformersBackend:
 # -- ControllerCallback --------------------------------------------------------------------------
 
 
-class ControllerCallback(TrainerCallback):
+class ControllerCallback(RunnerViews, TrainerCallback):
     """Run a :class:`trainctl.Controller` in a ``transformers.Trainer``.
 
     Args:
@@ -404,10 +405,7 @@ class ControllerCallback(TrainerCallback):
         overwrite: bool = False,
         verbose: bool = False,
     ) -> None:
-        if not isinstance(controller, Controller):
-            raise TypeError(
-                f"'controller' must be a trainctl.Controller, got {type(controller).__name__}"
-            )
+        check_controller(controller)
         if not isinstance(name, str) or not name:
             raise ValueError(f"'name' must be a non-empty str, got {name!r}")
         for flag_name, flag in (
@@ -453,18 +451,6 @@ class ControllerCallback(TrainerCallback):
     def state_key(self) -> str:
         """This callback's entry in ``state.stateful_callbacks`` (and ``trainer_state.json``)."""
         return f"trainctl.ControllerCallback:{self.name}"
-
-    @property
-    def last_decision(self) -> Decision | None:
-        """The latest :class:`trainctl.Decision` carried out (``None`` before the first)."""
-        return self.runner.last_decision
-
-    @property
-    def best_weights(self) -> BestWeights:
-        """The kept best weights (a detached CPU copy), as a :class:`BestWeights`."""
-        kept = BestWeights()
-        kept.load_state_dict(self.runner.best_weights)
-        return kept
 
     @property
     def folders(self) -> dict[str, str]:
@@ -918,6 +904,11 @@ _HF_NAMES = (("'patience'", "'early_stopping_patience'"),
              ("'min_delta'", "'early_stopping_threshold'"))
 
 
+def _eval_name(metric: str) -> str:
+    """Hugging Face's name of an evaluation metric: ``metric`` with ``eval_`` in front, once."""
+    return metric if metric.startswith("eval_") else f"eval_{metric}"
+
+
 class EarlyStoppingCallback(_HFEarlyStoppingCallback):
     """``transformers.EarlyStoppingCallback``, decided by ``trainctl.EarlyStopping``.
 
@@ -1017,9 +1008,7 @@ class EarlyStoppingCallback(_HFEarlyStoppingCallback):
         metric_value: float,
     ) -> None:
         """One check, decided by the core (Hugging Face's method of the same name)."""
-        monitor = args.metric_for_best_model or "loss"
-        if not monitor.startswith("eval_"):
-            monitor = f"eval_{monitor}"
+        monitor = _eval_name(args.metric_for_best_model or "loss")
         self._monitor, self._mode = monitor, ("max" if args.greater_is_better else "min")
         ctl = self._controller()
         best = state.best_metric  # what Hugging Face compares against
@@ -1036,8 +1025,7 @@ class EarlyStoppingCallback(_HFEarlyStoppingCallback):
     ) -> None:
         metric_to_check = args.metric_for_best_model
         assert metric_to_check is not None  # Hugging Face's on_train_begin asserts it
-        if not metric_to_check.startswith("eval_"):
-            metric_to_check = f"eval_{metric_to_check}"
+        metric_to_check = _eval_name(metric_to_check)
         metric_value = None if metrics is None else metrics.get(metric_to_check)
         if metric_value is None:
             _hf_logger.warning(

@@ -665,6 +665,26 @@ class CheckpointKernel(Kernel):
                        extra)
 
 
+class _Lowest(_History):
+    """GL, PQ and UP's ``best`` per run (``improves(v, best or worst)``, as the policies track
+    it), recorded after every round."""
+
+    def __init__(self, monitoring: Any, rounds: int, runs: int) -> None:
+        super().__init__(rounds, runs)
+        self.improves, self.worst = monitoring.improves, monitoring.worst
+        self.now = np.full(runs, np.nan)
+        self.has = np.zeros(runs, dtype=bool)
+        self.now_round = np.full(runs, -1, dtype=np.int64)
+
+    def update(self, t: int, m: BoolArray, v: FloatArray) -> None:
+        """Round ``t``: the values ``v``, present where ``m``."""
+        imp = m & self.improves(v, np.where(self.has, self.now, self.worst))
+        self.now = np.where(imp, v, self.now)
+        self.now_round = np.where(imp, t, self.now_round)
+        self.has |= imp
+        self.record(t, self.now, self.now_round)
+
+
 class _PrecheltKernel(Kernel):
     """Shared pieces of GL, PQ and UP: ``best`` tracking as Lightning's (``improves(v, best or
     +inf)``) and the stop bookkeeping; a stop never leaves ``best`` behind."""
@@ -690,24 +710,16 @@ class GLKernel(_PrecheltKernel):
     def run(self, configs: Sequence[GL], indices: Sequence[int], batch: Batch,
             lr: float | None) -> Outcome:
         p0 = configs[0]
-        improves, worst = p0.monitoring.improves, p0.monitoring.worst
         values, present = batch.values[p0.monitor], batch.present[p0.monitor]
         t_len, r_len = values.shape
         alpha = _col([c.alpha for c in configs], np.float64)
-        best = np.full(r_len, np.nan)
-        has_best = np.zeros(r_len, dtype=bool)
-        best_round = np.full(r_len, -1, dtype=np.int64)
-        history = _History(t_len, r_len)
+        history = _Lowest(p0.monitoring, t_len, r_len)
         lanes = _Lanes(len(configs), r_len, t_len)
         with np.errstate(all="ignore"):
             for t in range(t_len):
                 m, v = present[t], values[t]
-                imp = m & improves(v, np.where(has_best, best, worst))
-                best = np.where(imp, v, best)
-                best_round = np.where(imp, t, best_round)
-                has_best |= imp
-                history.record(t, best, best_round)
-                gl = np.where(m & has_best, generalization_loss(v, best), np.nan)
+                history.update(t, m, v)
+                gl = np.where(m & history.has, generalization_loss(v, history.now), np.nan)
                 lanes.commit(gl > alpha)
                 if t % 16 == 15 and lanes.finished(batch.lengths, t + 1):
                     break
@@ -729,19 +741,15 @@ class PQKernel(_PrecheltKernel):
     def run(self, configs: Sequence[PQ], indices: Sequence[int], batch: Batch,
             lr: float | None) -> Outcome:
         p0 = configs[0]
-        improves, worst = p0.monitoring.improves, p0.monitoring.worst
         values, present = batch.values[p0.monitor], batch.present[p0.monitor]
         train, train_present = batch.values[p0.train_monitor], batch.present[p0.train_monitor]
         epochs = batch.epochs
         t_len, r_len = values.shape
         k = p0.strip
         alpha = _col([c.alpha for c in configs], np.float64)
-        best = np.full(r_len, np.nan)
-        has_best = np.zeros(r_len, dtype=bool)
-        best_round = np.full(r_len, -1, dtype=np.int64)
         window = np.full((k, r_len), np.nan)
         fill = np.zeros(r_len, dtype=np.int64)
-        history = _History(t_len, r_len)
+        history = _Lowest(p0.monitoring, t_len, r_len)
         lanes = _Lanes(len(configs), r_len, t_len)
         with np.errstate(all="ignore"):
             for t in range(t_len):
@@ -751,16 +759,12 @@ class PQKernel(_PrecheltKernel):
                     window[-1, tm] = train[t, tm]
                     fill = np.minimum(fill + tm, k)
                 m, v = present[t], values[t]
-                imp = m & improves(v, np.where(has_best, best, worst))
-                best = np.where(imp, v, best)
-                best_round = np.where(imp, t, best_round)
-                has_best |= imp
-                history.record(t, best, best_round)
-                test = m & has_best & (fill >= k) & strip_end(epochs[t], k)
+                history.update(t, m, v)
+                test = m & history.has & (fill >= k) & strip_end(epochs[t], k)
                 if not test.any():
                     lanes.tick()
                     continue
-                gl = generalization_loss(v, best)
+                gl = generalization_loss(v, history.now)
                 progress = training_progress([window[i] for i in range(k)])
                 quotient = progress_quotient(gl, progress)
                 no_progress = test & ~(progress > p0.tol)
@@ -783,28 +787,20 @@ class UPKernel(_PrecheltKernel):
     def run(self, configs: Sequence[UP], indices: Sequence[int], batch: Batch,
             lr: float | None) -> Outcome:
         p0 = configs[0]
-        improves, beyond, worst = (p0.monitoring.improves, p0.monitoring.beyond,
-                                   p0.monitoring.worst)
+        beyond = p0.monitoring.beyond
         values, present, epochs = batch.values[p0.monitor], batch.present[p0.monitor], batch.epochs
         t_len, r_len = values.shape
         cdt = _count_dtype(t_len + 1)
         s = _col([min(c.s, t_len + 1) for c in configs], cdt)
-        best = np.full(r_len, np.nan)
-        has_best = np.zeros(r_len, dtype=bool)
-        best_round = np.full(r_len, -1, dtype=np.int64)
         previous = np.full(r_len, np.nan)
         has_previous = np.zeros(r_len, dtype=bool)
         rises = np.zeros(r_len, dtype=cdt)
-        history = _History(t_len, r_len)
+        history = _Lowest(p0.monitoring, t_len, r_len)
         lanes = _Lanes(len(configs), r_len, t_len)
         with np.errstate(all="ignore"):
             for t in range(t_len):
                 m, v = present[t], values[t]
-                imp = m & improves(v, np.where(has_best, best, worst))
-                best = np.where(imp, v, best)
-                best_round = np.where(imp, t, best_round)
-                has_best |= imp
-                history.record(t, best, best_round)
+                history.update(t, m, v)
                 end = m & strip_end(epochs[t], p0.strip)
                 if not end.any():
                     lanes.tick()

@@ -100,6 +100,19 @@ class Schedule(abc.ABC):
         return f"{self._factory}({args})"
 
 
+class LrSchedule(Schedule):
+    """A schedule whose reference rate (:attr:`base_lr`) is its own ``lr`` field (declared,
+    with its place among the fields, by the attrs subclass)."""
+
+    __slots__ = ()
+
+    lr: float
+
+    @property
+    def base_lr(self) -> float:
+        return self.lr
+
+
 def function_name(fn: object, *, strict: bool) -> str:
     """``module.qualname`` of a function; a lambda or closure raises (``strict``) or is shown
     as ``<lambda in module>`` (never with a memory address, which differs between processes)."""

@@ -23,9 +23,7 @@ def count(name: str, value: object, minimum: int) -> int:
 
 def rate(name: str, value: object) -> float:
     """Return ``value`` as a finite float ``> 0`` (a learning rate that others are scaled by)."""
-    f = check_finite(name, value)
-    check_gt(name, value, 0)
-    return f
+    return positive(name, value)
 
 
 def nonneg(name: str, value: object) -> float:

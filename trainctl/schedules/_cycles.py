@@ -11,7 +11,7 @@ import numpy as np
 from trainctl._validation import check_finite, check_ge, check_le, check_one_of
 
 from . import _checks
-from ._base import FloatArray, IntArray, Schedule, as_float_array
+from ._base import FloatArray, IntArray, LrSchedule, Schedule, as_float_array
 
 __all__ = ["cosine_restarts", "cyclic", "one_cycle"]
 
@@ -20,17 +20,13 @@ __all__ = ["cosine_restarts", "cyclic", "one_cycle"]
 
 
 @attrs.frozen(repr=False)
-class _CosineRestarts(Schedule):
+class _CosineRestarts(LrSchedule):
     _factory: ClassVar[str] = "cosine_restarts"
     lr: float
     period: int
     period_mult: int | float
     final_lr: float
     decay: float
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr
 
     def _cycle(self, t: int) -> tuple[int, float, float]:
         """(restart index i, steps into cycle i, length of cycle i)."""

@@ -17,7 +17,7 @@ import numpy as np
 from trainctl._validation import check_finite, check_gt, check_le, check_one_of
 
 from . import _checks
-from ._base import FloatArray, IntArray, Schedule, as_float_array
+from ._base import FloatArray, IntArray, LrSchedule, Schedule, as_float_array
 
 __all__ = [
     "constant",
@@ -40,13 +40,9 @@ __all__ = [
 
 
 @attrs.frozen(repr=False)
-class _Constant(Schedule):
+class _Constant(LrSchedule):
     _factory: ClassVar[str] = "constant"
     lr: float
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr
 
     def _scalar(self, t: int) -> float:
         return self.lr
@@ -69,15 +65,11 @@ def constant(lr: float) -> Schedule:
 
 
 @attrs.frozen(repr=False)
-class _StepDecay(Schedule):
+class _StepDecay(LrSchedule):
     _factory: ClassVar[str] = "step_decay"
     lr: float
     step_size: int
     gamma: float
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr
 
     def _scalar(self, t: int) -> float:
         return self.lr * self.gamma ** (t // self.step_size)
@@ -107,15 +99,11 @@ def step_decay(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
 
 
 @attrs.frozen(repr=False)
-class _MultiStep(Schedule):
+class _MultiStep(LrSchedule):
     _factory: ClassVar[str] = "multistep"
     lr: float
     milestones: tuple[int, ...]
     gamma: float
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr
 
     def _scalar(self, t: int) -> float:
         return self.lr * self.gamma ** bisect_right(self.milestones, t)
@@ -146,14 +134,10 @@ def multistep(lr: float, milestones: object, gamma: float = 0.1) -> Schedule:
 
 
 @attrs.frozen(repr=False)
-class _Exponential(Schedule):
+class _Exponential(LrSchedule):
     _factory: ClassVar[str] = "exponential"
     lr: float
     gamma: float
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr
 
     def _scalar(self, t: int) -> float:
         return self.lr * self.gamma**t
@@ -179,16 +163,12 @@ def exponential(lr: float, gamma: float) -> Schedule:
 
 
 @attrs.frozen(repr=False)
-class _ExponentialDecay(Schedule):
+class _ExponentialDecay(LrSchedule):
     _factory: ClassVar[str] = "exponential_decay"
     lr: float
     decay_steps: int
     decay_rate: float
     staircase: bool
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr
 
     def _scalar(self, t: int) -> float:
         p = t / self.decay_steps
@@ -231,16 +211,12 @@ def exponential_decay(
 
 
 @attrs.frozen(repr=False)
-class _InverseTimeDecay(Schedule):
+class _InverseTimeDecay(LrSchedule):
     _factory: ClassVar[str] = "inverse_time_decay"
     lr: float
     decay_steps: int
     decay_rate: float
     staircase: bool
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr
 
     def _scalar(self, t: int) -> float:
         p = t / self.decay_steps
@@ -323,17 +299,13 @@ def piecewise_constant(boundaries: object, values: object) -> Schedule:
 
 
 @attrs.frozen(repr=False)
-class _Polynomial(Schedule):
+class _Polynomial(LrSchedule):
     _factory: ClassVar[str] = "polynomial"
     lr: float
     total_steps: int
     final_lr: float
     power: float
     cycle: bool
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr
 
     def _scalar(self, t: int) -> float:
         total = self.total_steps
@@ -389,16 +361,12 @@ def polynomial(
 
 
 @attrs.frozen(repr=False)
-class _Linear(Schedule):
+class _Linear(LrSchedule):
     _factory: ClassVar[str] = "linear"
     lr: float
     start_factor: float
     end_factor: float
     total_steps: int
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr
 
     def _scalar(self, t: int) -> float:
         span = self.end_factor - self.start_factor
@@ -437,15 +405,11 @@ def linear(
 
 
 @attrs.frozen(repr=False)
-class _ConstantFactor(Schedule):
+class _ConstantFactor(LrSchedule):
     _factory: ClassVar[str] = "constant_factor"
     lr: float
     factor: float
     total_steps: int
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr
 
     def _scalar(self, t: int) -> float:
         if t >= self.total_steps:
@@ -480,15 +444,11 @@ def constant_factor(lr: float, factor: float = 1.0 / 3, total_steps: int = 5) ->
 
 
 @attrs.frozen(repr=False)
-class _Cosine(Schedule):
+class _Cosine(LrSchedule):
     _factory: ClassVar[str] = "cosine"
     lr: float
     total_steps: int
     final_lr: float
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr
 
     def _scalar(self, t: int) -> float:
         total = self.total_steps
@@ -531,15 +491,11 @@ def cosine(lr: float, total_steps: int, final_lr: float = 0.0) -> Schedule:
 
 
 @attrs.frozen(repr=False)
-class _InverseSqrt(Schedule):
+class _InverseSqrt(LrSchedule):
     _factory: ClassVar[str] = "inverse_sqrt"
     lr: float
     warmup_steps: int
     timescale: int
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr
 
     def _scalar(self, t: int) -> float:
         if t < self.warmup_steps:
@@ -579,7 +535,7 @@ _WSD_SHAPES = ("linear", "cosine", "1-sqrt")
 
 
 @attrs.frozen(repr=False)
-class _WarmupStableDecay(Schedule):
+class _WarmupStableDecay(LrSchedule):
     _factory: ClassVar[str] = "warmup_stable_decay"
     lr: float
     warmup_steps: int
@@ -589,10 +545,6 @@ class _WarmupStableDecay(Schedule):
     decay_type: str
     min_lr_ratio: float
     num_cycles: float
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr
 
     def _scalar(self, t: int) -> float:
         # Hugging Face's _get_wsd_scheduler_lambda, branch for branch.

@@ -18,13 +18,13 @@ import attrs
 import numpy as np
 
 from . import _checks
-from ._base import FloatArray, IntArray, Schedule, as_float_array
+from ._base import FloatArray, IntArray, LrSchedule, Schedule, as_float_array
 
 __all__ = ["warmup_cosine", "warmup_linear"]
 
 
 @attrs.frozen(repr=False)
-class _WarmupDecay(Schedule):
+class _WarmupDecay(LrSchedule):
     """The shared warmup; subclasses give the decay factor ``f(p)`` for ``p`` in ``[0, 1]``."""
 
     lr: float
@@ -32,10 +32,6 @@ class _WarmupDecay(Schedule):
     warmup_steps: int
     final_lr: float
     start_lr: float
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr
 
     def _factor(self, t: int) -> float:
         raise NotImplementedError

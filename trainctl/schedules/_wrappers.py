@@ -17,7 +17,7 @@ import attrs
 import numpy as np
 
 from . import _checks
-from ._base import FloatArray, IntArray, Schedule, as_float_array
+from ._base import FloatArray, IntArray, LrSchedule, Schedule, as_float_array
 
 __all__ = ["keras_recurrence", "lambda_lr"]
 
@@ -34,15 +34,11 @@ def _real(value: object, what: str) -> float:
 
 
 @attrs.frozen(repr=False)
-class _LambdaLR(Schedule):
+class _LambdaLR(LrSchedule):
     _factory: ClassVar[str] = "lambda_lr"
     lr: float
     fn: Callable[[Any], Any]
     vectorized: bool
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr
 
     def _scalar(self, t: int) -> float:
         return self.lr * _real(self.fn(t), f"at step {t}")
@@ -106,15 +102,11 @@ class _Fold:
 
 
 @attrs.frozen(repr=False)
-class _KerasRecurrence(Schedule):
+class _KerasRecurrence(LrSchedule):
     _factory: ClassVar[str] = "keras_recurrence"
     lr: float
     fn: Callable[..., Any]
     _fold: _Fold = attrs.field(factory=_Fold, eq=False, repr=False, init=False)
-
-    @property
-    def base_lr(self) -> float:
-        return self.lr
 
     def _next(self, epoch: int, previous: float) -> float:
         fold = self._fold
