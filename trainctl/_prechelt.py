@@ -279,7 +279,6 @@ class _Criterion(Configured):
                            _error_monitor(self._NAME, self.monitor, self.strict))
         object.__setattr__(self, "_label", f"{self._NAME}({self.monitor})")
 
-
     @property
     def label(self) -> str:
         """How reasons name this policy, e.g. ``"GL(val_loss)"``."""
