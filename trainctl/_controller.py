@@ -68,11 +68,12 @@ from ._decisions import (
     Reason,
     SaveRequest,
     epoch_after,
+    make_decision,
     plain_fields,
     reasons_of,
 )
 from ._policy import _DECLARED as _FIELDS
-from ._policy import Clock, Observation, decision_fields
+from ._policy import Clock, Observation, decision_fields, make_observation
 from ._rates import group_rate, reduced_rate, schedule_rate, scheduled_rate
 from ._state import StateError, decode_float
 from ._validation import check_bool, check_finite, check_int
@@ -513,9 +514,10 @@ class Controller:
             if self._stopped:
                 self._rounds, self._epoch, self._lr = rounds, epoch, current
                 return self._final_decision("round", metrics)
-            # Observation(clock, metrics, epoch, round, optimizer_steps, lr, time)
-            obs = _new(Observation, ("round", metrics, epoch, self._rounds, self._steps, current,
-                                     time))
+            obs = make_observation(
+                clock="round", metrics=metrics, epoch=epoch, round=self._rounds,
+                optimizer_steps=self._steps, lr=current, time=time,
+            )
             return self._run("round", self._round_policies, obs, rounds, epoch, self._steps)
         finally:
             self._busy = False
@@ -555,9 +557,10 @@ class Controller:
             if self._stopped:
                 self._steps = steps
                 return self._final_decision("optimizer_step", metrics)
-            # Observation(clock, metrics, epoch, round, optimizer_steps, lr, time)
-            obs = _new(Observation, ("optimizer_step", metrics, epoch, self._rounds, steps,
-                                     self._lr, time))
+            obs = make_observation(
+                clock="optimizer_step", metrics=metrics, epoch=epoch, round=self._rounds,
+                optimizer_steps=steps, lr=self._lr, time=time,
+            )
             return self._run(
                 "optimizer_step", self._step_policies, obs, self._rounds, self._epoch, steps
             )
@@ -651,13 +654,14 @@ class Controller:
         before = self._lr
         self._states, self._lr, self._scale = states, lr, scale
         self._rounds, self._epoch, self._steps = rounds, epoch, steps
-        # Decision(clock, round, epoch, optimizer_steps, stop, lr, lr_changed, snapshot_best,
-        # restore_best, save, last, delete, details, labels, metrics)
-        decision: Decision = _new(Decision, (
-            clock, rounds, epoch, steps, stop, lr, lr != before, snapshot, restore,
-            None if save is None else save.request, None if last is None else last.request,
-            () if delete is None else tuple(delete), tuple(details), labels, obs.metrics,
-        ))
+        decision = make_decision(
+            clock=clock, round=rounds, epoch=epoch, optimizer_steps=steps, stop=stop, lr=lr,
+            lr_changed=lr != before, snapshot_best=snapshot, restore_best=restore,
+            save=None if save is None else save.request,
+            last=None if last is None else last.request,
+            delete=() if delete is None else tuple(delete), details=tuple(details),
+            labels=labels, metrics=obs.metrics,
+        )
         if final:
             self._stopped = True
             kept = [
@@ -962,9 +966,6 @@ class Controller:
 
 
 _QUIET_EVENTS = frozenset({"missing_metric", "finite"})
-# A NamedTuple built from a plain tuple in field order: the hot paths build each observation and
-# decision so (keyword calls would add about 5% to a step); the fields are listed at each use.
-_new = tuple.__new__
 
 
 class _Sinks:
