@@ -619,30 +619,29 @@ class Controller:
             d, states[i] = policy.update(states[i], obs)
             details.append(d)
             # which contract fields this decision type has (computed once per type)
-            (has_stop, has_lr, has_factor, has_snapshot, has_restore, has_save, has_last,
-             has_delete, has_reason, _) = _FIELDS.get(d.__class__) or decision_fields(d)
-            if has_stop and d.stop:
+            has = _FIELDS.get(d.__class__) or decision_fields(d)
+            if has.stop and d.stop:
                 stop = True
                 final = final or stop_is_final
-            if has_factor and d.lr_factor is not None:
+            if has.lr_factor and d.lr_factor is not None:
                 lr, scale = self._request(label, lr, scale, d.lr_factor, absolute=False)
                 obs = obs._replace(lr=lr)
-            if has_lr and d.lr is not None:
+            if has.lr and d.lr is not None:
                 lr, scale = self._request(label, lr, scale, d.lr, absolute=True)
                 obs = obs._replace(lr=lr)
-            if has_snapshot and d.snapshot_best:
+            if has.snapshot_best and d.snapshot_best:
                 snapshot = True
-            if has_restore and d.restore_best:
+            if has.restore_best and d.restore_best:
                 restore = True
-            if has_save and d.save is not None:
+            if has.save and d.save is not None:
                 save = _one_request(save, d.save, label, "save")
-            if has_last and d.last is not None:
+            if has.last and d.last is not None:
                 last = _one_request(last, d.last, label, "last")
-            if has_delete and d.delete:
+            if has.delete and d.delete:
                 if delete is None:
                     delete = []
                 delete.extend(n for n in d.delete if n not in delete)
-            if warn and has_reason and getattr(d.reason, "event", None) == "missing_metric":
+            if warn and has.reason and getattr(d.reason, "event", None) == "missing_metric":
                 missing = [] if missing is None else missing
                 missing.append((label, d.reason))
         if not stop and (
@@ -1253,7 +1252,8 @@ def _decode_reason(raw: object, where: str) -> Reason:
         or not all(isinstance(x, str) for x in raw)
     ):
         raise StateError(f"{where}: expected [source, event, message] strings, got {raw!r}")
-    return Reason(raw[0], raw[1], raw[2])
+    source, event, message = raw
+    return Reason(source, event, message)
 
 
 def _decode_details(

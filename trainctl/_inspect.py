@@ -81,7 +81,7 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._controller import Controller
 from ._decisions import epoch_after, epoch_number, number_text
@@ -260,6 +260,13 @@ def _epoch(index: Any) -> int | None:
 # -- a controller state ---------------------------------------------------------------------------
 
 
+class _SavedPolicy(NamedTuple):
+    """One policy as a saved controller state records it: its configuration and its state."""
+
+    config: Mapping[str, Any]
+    state: Mapping[str, Any]
+
+
 class _State:
     """A saved controller state, read raw; rebuilt into a Controller when that is possible."""
 
@@ -308,11 +315,11 @@ class _State:
             "lr": None if lr is None else (lr if isinstance(lr, list) else [lr]),
         }
 
-    def checkpoint_policy(self) -> tuple[Mapping[str, Any], Mapping[str, Any]] | None:
-        """The (config, state) of the first checkpoint policy (its state keeps ``kept``)."""
+    def checkpoint_policy(self) -> _SavedPolicy | None:
+        """The config and state of the first checkpoint policy (its state keeps ``kept``)."""
         for config, state in zip(self.configs(), self.states(), strict=True):
             if isinstance(state.get("kept"), list):
-                return config, state
+                return _SavedPolicy(config=config, state=state)
         return None
 
     def stop(self) -> dict[str, Any] | None:
@@ -387,7 +394,7 @@ class _State:
         if found is None:
             return {}
         out = {}
-        for kept in found[1].get("kept", []):
+        for kept in found.state.get("kept", []):
             if isinstance(kept, Mapping) and isinstance(kept.get("name"), str):
                 out[kept["name"]] = (_epoch(kept.get("epoch")), kept.get("score"))
         return out
@@ -403,7 +410,8 @@ def _reasons(raw: Any) -> list[dict[str, str]]:
     out = []
     for r in raw if isinstance(raw, list) else []:
         if isinstance(r, (list, tuple)) and len(r) == 3:
-            out.append({"source": str(r[0]), "event": str(r[1]), "message": str(r[2])})
+            source, event, message = r
+            out.append({"source": str(source), "event": str(event), "message": str(message)})
     return out
 
 
@@ -493,7 +501,7 @@ def _fill_from_state(report: dict[str, Any], state: _State, source: str) -> None
 
 def _kept_from_state(state: _State) -> list[dict[str, Any]]:
     found = state.checkpoint_policy()
-    monitor = None if found is None else found[0].get("monitor")
+    monitor = None if found is None else found.config.get("monitor")
     return [
         {"name": name, "epoch": epoch, "score": _plain(score), "monitor": monitor,
          "metrics": None, "size": None, "role": None}
@@ -587,7 +595,7 @@ def _is_log_name(path: Path) -> bool:
 def _kept_from_store(store: CheckpointStore, latest: _State | None) -> list[dict[str, Any]]:
     """The manifest's entries in save order, with each one's epoch, score and role."""
     policy = None if latest is None else latest.checkpoint_policy()
-    config = {} if policy is None else policy[0]
+    config: Mapping[str, Any] = {} if policy is None else policy.config
     monitor = config.get("monitor")
     last_name = f"last{config.get('extension', '')}" if config.get("save_last") else None
     by_policy = {} if latest is None else latest.kept_epochs()
@@ -685,12 +693,13 @@ def _controller_state_in(payload: Any, notes: list[str]) -> tuple[Mapping[str, A
             and value["controller"].get("format") == _CONTROLLER_FORMAT
         ]
         if found:
-            if len(found) > 1:
+            (key, state), others = found[0], found[1:]
+            if others:
                 notes.append(
-                    "several controllers in this checkpoint; shown: " + found[0][0]
-                    + "; also: " + ", ".join(k for k, _ in found[1:])
+                    f"several controllers in this checkpoint; shown: {key}; also: "
+                    + ", ".join(k for k, _ in others)
                 )
-            return found[0][1], f"Lightning checkpoint ({found[0][0]})"
+            return state, f"Lightning checkpoint ({key})"
     return None, ""
 
 
