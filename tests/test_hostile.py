@@ -100,6 +100,10 @@ CONFIG_ATTACKS: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
      ValueError, r"cannot infer whether metric 'val_widgets'"),
     ("empty_monitor", lambda: trainctl.EarlyStopping(""), ValueError,
      r"'monitor' must be a non-empty str, got ''"),
+    ("plateau_monitor_not_a_str", lambda: trainctl.ReduceLROnPlateau(monitor=3), ValueError,
+     r"'monitor' must be a non-empty str, got 3"),
+    ("nan_guard_empty_monitor", lambda: trainctl.TerminateOnNaN(""), ValueError,
+     r"'monitor' must be a non-empty str, got ''"),
     ("stopping_threshold_above_divergence", lambda: _es(
         stopping_threshold=1.0, divergence_threshold=0.5, rules="lightning", mode="min"),
      ValueError, r"'stopping_threshold' \(1.0\) must be below 'divergence_threshold' \(0.5\)"),

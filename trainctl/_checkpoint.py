@@ -80,7 +80,16 @@ from ._state import (
     encode_float,
     require_keys,
 )
-from ._validation import boolean, finite, ge, integer, one_of, optional, plain
+from ._validation import (
+    boolean,
+    finite,
+    ge,
+    integer,
+    one_of,
+    optional,
+    optional_metric_name,
+    plain,
+)
 
 __all__ = ["CheckpointDecision", "CheckpointPolicy", "CheckpointState", "KeptCheckpoint"]
 
@@ -255,11 +264,6 @@ def _check_extension(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> Non
         raise ValueError(f"'extension' must not contain '/', '\\' or NUL, got {value!r}")
 
 
-def _check_monitor(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ValueError(f"'monitor' must be None or a non-empty str, got {value!r}")
-
-
 # -- messages (rendered only when read) ---------------------------------------------------------
 
 
@@ -426,7 +430,7 @@ class CheckpointPolicy(Configured):
     ['epoch002-0.40.pt', 'epoch004-0.30.pt']
     """
 
-    monitor: str | None = attrs.field(default=None, validator=_check_monitor)
+    monitor: str | None = attrs.field(default=None, validator=optional_metric_name)
     mode: Literal["min", "max", "auto"] = attrs.field(
         default="auto", kw_only=True, validator=one_of("min", "max", "auto")
     )

@@ -96,7 +96,7 @@ from ._state import (
     encode_float,
     require_keys,
 )
-from ._validation import boolean, finite, ge, integer, one_of, optional, plain
+from ._validation import boolean, finite, ge, integer, metric_name, one_of, optional, plain
 
 __all__ = ["EarlyStopping", "EarlyStoppingDecision", "EarlyStoppingState"]
 
@@ -264,11 +264,6 @@ def _m_finish(name: str, restore: bool, best: float | None, best_epoch: int | No
     return "training ended; nothing to restore"
 
 
-def _check_monitor(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"'monitor' must be a non-empty str, got {value!r}")
-
-
 @attrs.frozen(repr=False)
 class EarlyStopping(Configured):
     """Stop training when ``monitor`` has stopped improving (Keras semantics by default).
@@ -303,7 +298,7 @@ class EarlyStopping(Configured):
     [False, False, False, True]
     """
 
-    monitor: str = attrs.field(default="val_loss", validator=_check_monitor)
+    monitor: str = attrs.field(default="val_loss", validator=metric_name)
     min_delta: float = attrs.field(default=0.0, kw_only=True, converter=plain, validator=finite)
     patience: int = attrs.field(
         default=0, kw_only=True, converter=plain, validator=[integer, ge(0)]

@@ -49,7 +49,7 @@ import numpy as np
 
 from ._config import rebuild_reduce
 from ._decisions import Reason
-from ._validation import boolean, finite, one_of, plain
+from ._validation import boolean, finite, metric_name, one_of, plain
 
 __all__ = [
     "Comparison",
@@ -256,11 +256,6 @@ def _m_missing(name: str, keys: str) -> str:
 _ABSENT: Any = object()
 
 
-def _check_name(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"'monitor' must be a non-empty str, got {value!r}")
-
-
 @attrs.frozen
 class Monitor:
     """The monitored quantity, as one value that policies compose.
@@ -293,7 +288,7 @@ class Monitor:
         worst: ``+inf`` for min, ``-inf`` for max: what every real value improves on.
     """
 
-    name: str = attrs.field(validator=_check_name)
+    name: str = attrs.field(validator=metric_name)
     mode: Mode = attrs.field(default="auto", kw_only=True, validator=one_of(*MODES))
     delta: float = attrs.field(default=0.0, kw_only=True, converter=plain, validator=finite)
     threshold_mode: ThresholdMode = attrs.field(

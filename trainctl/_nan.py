@@ -28,7 +28,7 @@ from ._decisions import Reason, epoch_text
 from ._monitor import read_metric
 from ._policy import Clock, Observation
 from ._state import StateError, decode_float, require_keys
-from ._validation import boolean, plain
+from ._validation import boolean, metric_name, plain
 
 __all__ = ["NaNDecision", "NaNState", "TerminateOnNaN"]
 
@@ -63,11 +63,6 @@ class NaNDecision(NamedTuple):
     reason: Reason
 
 
-def _check_monitor(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"'monitor' must be a non-empty str, got {value!r}")
-
-
 @attrs.frozen(repr=False)
 class TerminateOnNaN(Configured):
     """Stop training when ``monitor`` is NaN or infinite.
@@ -83,7 +78,7 @@ class TerminateOnNaN(Configured):
     (False, True)
     """
 
-    monitor: str = attrs.field(default="loss", validator=_check_monitor)
+    monitor: str = attrs.field(default="loss", validator=metric_name)
     stop_is_final: bool = attrs.field(
         default=True, kw_only=True, converter=plain, validator=boolean
     )

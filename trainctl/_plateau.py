@@ -59,6 +59,7 @@ import numpy as np
 
 from ._config import Configured
 from ._decisions import Reason, lazy_reason, number_text
+from ._early_stopping import _n  # the same plural rule
 from ._monitor import Monitor
 from ._numbers import to_float32
 from ._policy import Clock, Observation
@@ -73,6 +74,7 @@ from ._validation import (
     ge,
     integer,
     lt,
+    metric_name,
     one_of,
     optional,
     plain,
@@ -81,10 +83,6 @@ from ._validation import (
 __all__ = ["PlateauDecision", "PlateauState", "ReduceLROnPlateau"]
 
 LR = float | tuple[float, ...]
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 _g = number_text
@@ -263,7 +261,7 @@ class ReduceLROnPlateau(Configured):
     [0.1, 0.1, 0.05, 0.05, 0.025]
     """
 
-    monitor: str = attrs.field(default="val_loss")
+    monitor: str = attrs.field(default="val_loss", validator=metric_name)
     factor: float = attrs.field(
         default=0.1, kw_only=True, converter=plain, validator=_check_factor
     )

@@ -68,6 +68,7 @@ import numpy as np
 
 from ._config import Configured
 from ._decisions import Reason, epoch_text, lazy_reason, number_text
+from ._early_stopping import _m_finish, _m_restore, _m_stopped  # the same sentences
 from ._monitor import Monitor, infer_direction
 from ._policy import Clock, Observation
 from ._state import (
@@ -78,7 +79,7 @@ from ._state import (
     encode_float,
     require_keys,
 )
-from ._validation import boolean, finite, ge, gt, integer, plain
+from ._validation import boolean, finite, ge, gt, integer, metric_name, plain
 
 __all__ = [
     "GL",
@@ -154,11 +155,6 @@ def strip_end(epoch: Any, strip: Any) -> Any:
 # -- shared pieces ---------------------------------------------------------------------------
 
 
-def _check_name(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"'{attr.name}' must be a non-empty str, got {value!r}")
-
-
 def _error_monitor(policy: str, name: str, strict: bool) -> Monitor:
     """A lower-is-better monitor; a name that reads as higher-is-better is refused."""
     try:
@@ -171,23 +167,6 @@ def _error_monitor(policy: str, name: str, strict: bool) -> Monitor:
             "higher-is-better; monitor an error rate or a loss instead"
         )
     return Monitor(name, mode="min", strict=strict)
-
-
-def _m_stopped(epoch: int, event: str) -> str:
-    return f"stopped at {epoch_text(epoch)} ({event}); a stop is final"
-
-
-def _m_restore(inner: Reason, best_epoch: int | None) -> str:
-    return f"{inner.message}; restore the weights of {epoch_text(best_epoch)}"
-
-
-def _m_finish(name: str, restore: bool, best: float | None, best_epoch: int | None) -> str:
-    if restore:
-        return (
-            f"training ended; restore the weights of {epoch_text(best_epoch)} "
-            f"({name} = {_g(best)})"
-        )
-    return "training ended; nothing to restore"
 
 
 def _check_stopped(where: str, stopped: int | None, event: object) -> None:
@@ -238,7 +217,7 @@ def _finish(
 
 def _name_field(default: str) -> Any:
     """A metric name: keyword-only, a non-empty str."""
-    return attrs.field(default=default, kw_only=True, validator=_check_name)
+    return attrs.field(default=default, kw_only=True, validator=metric_name)
 
 
 def _flag_field() -> Any:

@@ -37,8 +37,10 @@ __all__ = [
     "integer",
     "le",
     "lt",
+    "metric_name",
     "one_of",
     "optional",
+    "optional_metric_name",
     "plain",
     "real",
 ]
@@ -182,6 +184,18 @@ def lt(bound: float) -> Validator:
         check_lt(attr.name, value, bound)
 
     return _v
+
+
+def metric_name(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: a non-empty str (a metric's name)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"'{attr.name}' must be a non-empty str, got {value!r}")
+
+
+def optional_metric_name(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: ``None`` or a non-empty str."""
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"'{attr.name}' must be None or a non-empty str, got {value!r}")
 
 
 def boolean(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
