@@ -115,7 +115,8 @@ keys are the same from the first epoch on, so ``CSVLogger`` (which fixes its col
 epoch) keeps them all. They are off by default because Keras prints every key of ``logs`` in its
 progress bar (``fit(verbose=1)``): about twenty more columns per epoch, and a drop-in must print
 what Keras' own callback prints. The ``trainctl/`` keys are never read back as metrics.
-``keras.callbacks.TensorBoard`` writes them through tensorflow, which it needs on every backend.
+``keras.callbacks.TensorBoard`` writes every key of ``logs`` too, through tensorflow, which it
+needs on every backend (not installed in trainctl's tests, which read History and the CSV back).
 """
 
 from __future__ import annotations
