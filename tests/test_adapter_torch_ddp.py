@@ -61,13 +61,19 @@ def _job(scenario: str, outdir: Path) -> tuple[list[int], float]:
     return codes, time.monotonic() - start
 
 
+def _logs(outdir: Path) -> str:
+    """Both ranks' output, for the message of a failed assertion."""
+    return "\n".join(f"--- rank {rank}:\n" + (outdir / f"rank{rank}.log").read_text()[-3000:]
+                     for rank in range(2))
+
+
 def _records(outdir: Path, rank: int) -> list[dict[str, Any]]:
     return json.loads((outdir / f"rank{rank}.json").read_text())  # type: ignore[no-any-return]
 
 
 def test_ranks_with_different_metrics_get_identical_decisions(tmp_path: Path) -> None:
     codes, _ = _job("differ", tmp_path)
-    assert codes == [0, 0]
+    assert codes == [0, 0], _logs(tmp_path)
     r0, r1 = _records(tmp_path, 0), _records(tmp_path, 1)
     assert r0 == r1
     # and they are the decisions of one controller fed the mean of the ranks' metrics
@@ -88,7 +94,7 @@ def test_ranks_with_different_metrics_get_identical_decisions(tmp_path: Path) ->
 
 def test_nan_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
     codes, _ = _job("nan", tmp_path)
-    assert codes == [0, 0]
+    assert codes == [0, 0], _logs(tmp_path)
     r0, r1 = _records(tmp_path, 0), _records(tmp_path, 1)
     assert r0 == r1
     rounds = [r for r in r0 if r["clock"] == "round"]
@@ -98,7 +104,7 @@ def test_nan_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
 
 def test_a_per_step_nan_on_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path) -> None:
     codes, _ = _job("step_nan", tmp_path)
-    assert codes == [0, 0]
+    assert codes == [0, 0], _logs(tmp_path)
     r0, r1 = _records(tmp_path, 0), _records(tmp_path, 1)
     assert r0 == r1
     stop = [r for r in r0 if r["clock"] == "step"]
